@@ -1,0 +1,3 @@
+"""Moss: a self-hosted bilingual chat assistant that learns from feedback."""
+
+__version__ = "0.1.0"

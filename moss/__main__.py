@@ -1,0 +1,5 @@
+"""`python -m moss` runs the `moss` command."""
+
+from moss.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""Progress for long work: a Rich bar in a terminal, a line per step with time left otherwise."""
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator, Protocol
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
+
+
+class Tracker(Protocol):
+    def advance(self, amount: float) -> None: ...
+
+
+class _LineTracker:
+    """For logs and pipes: one line every `every` seconds, with counts and time left."""
+
+    def __init__(self, label: str, total: float, unit: str, every: float = 2.0):
+        self.label, self.total, self.unit, self.every = label, total, unit, every
+        self.done = 0.0
+        self.start = self.last = time.monotonic()  # first line after `every` seconds, or at the end
+
+    def advance(self, amount: float) -> None:
+        self.done += amount
+        now = time.monotonic()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-6)
+            left = (self.total - self.done) / rate if rate > 0 else 0
+            print(f"{self.label}: {_fmt(self.done, self.unit)}/{_fmt(self.total, self.unit)}"
+                  f" ({100 * self.done / max(self.total, 1):.0f}%), {left:.0f}s left",
+                  file=sys.stderr, flush=True)
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value / 1e6:.0f} MB" if unit == "bytes" else f"{value:.0f}"
+
+
+@contextmanager
+def track(label: str, total: float, unit: str = "bytes") -> Iterator[Tracker]:
+    """Report progress of `total` units of work on stderr."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield _LineTracker(label, total, unit)
+        return
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    columns += [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [
+        TextColumn("{task.completed:.0f}/{task.total:.0f}")]
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+
+        class _Bar:
+            def advance(self, amount: float) -> None:
+                bar.advance(task, amount)
+
+        yield _Bar()

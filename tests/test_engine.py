@@ -1,0 +1,147 @@
+"""The real llama.cpp engine on SmolLM2-135M: streaming, stopping, sampling, context, cache, cancel."""
+
+import threading
+import time
+
+import pytest
+
+from moss.engine import EngineError, LlamaCppEngine, Sampling
+from moss.models import resolve
+
+GREEDY = Sampling(temperature=0, max_tokens=48)
+ASK = [{"role": "user", "content": "Name three colors of the rainbow."}]
+
+
+def test_streams_token_by_token_in_order(small_engine):
+    arrivals, pieces = [], []
+    generation = small_engine.generate(ASK, GREEDY)
+    for piece in generation:
+        pieces.append(piece)
+        arrivals.append(time.perf_counter())
+    assert len(pieces) > 3, "an answer arrives in many pieces, not at once"
+    assert arrivals == sorted(arrivals)
+    assert "".join(pieces) == generation.result.text
+    assert small_engine.generate(ASK, GREEDY).text() == generation.result.text
+
+
+def test_stops_on_end_of_turn_without_template_debris(small_engine):
+    generation = small_engine.generate(ASK, Sampling(temperature=0, max_tokens=400))
+    text = generation.text()
+    r = generation.result
+    assert r.finish_reason == "stop" and r.completion_tokens < 400
+    for debris in ("<|im_end|>", "<|im_start|>", "<|endoftext|>"):
+        assert debris not in text
+
+
+def test_stop_string_ends_the_answer_before_it(small_engine):
+    full = small_engine.generate(ASK, GREEDY).text()
+    words = full.split()
+    assert len(words) > 4
+    stop = words[len(words) // 2]
+    generation = small_engine.generate(ASK, Sampling(temperature=0, max_tokens=48, stop=[stop]))
+    assert generation.text() == full[:full.index(stop)]
+    assert generation.result.finish_reason == "stop"
+
+
+def test_max_tokens_gives_length(small_engine):
+    generation = small_engine.generate(
+        [{"role": "user", "content": "Write a long story about a dragon."}],
+        Sampling(temperature=0, max_tokens=7))
+    generation.text()
+    assert generation.result.finish_reason == "length"
+    assert generation.result.completion_tokens == 7
+
+
+def test_deterministic_at_temperature_zero_and_with_a_seed(small_engine, moss_home):
+    story = [{"role": "user", "content": "Tell me a short story about a cat."}]
+    other = [{"role": "user", "content": "Describe the moon."}]
+    greedy = set()
+    for messages in (other, story, story, other, story):  # cold, warm and partly warm cache
+        answer = small_engine.generate(messages, Sampling(temperature=0, max_tokens=80)).text()
+        if messages is story:
+            greedy.add(answer)
+    with LlamaCppEngine(resolve("small"), context_size=2048) as fresh:
+        greedy.add(fresh.generate(story, Sampling(temperature=0, max_tokens=80)).text())
+    assert len(greedy) == 1
+    hot = lambda seed: small_engine.generate(  # noqa: E731
+        story, Sampling(temperature=1.2, max_tokens=40, seed=seed)).text()
+    assert hot(7) == hot(7) == hot(7)
+    assert len({hot(1), hot(2), hot(3)}) > 1, "different seeds give different samples"
+
+
+def test_history_longer_than_the_context_is_trimmed(moss_home):
+    with LlamaCppEngine(resolve("small"), context_size=512) as engine:
+        history = []
+        for i in range(30):
+            history += [{"role": "user", "content": f"Fact {i}: the box number {i} is painted blue and green."},
+                        {"role": "assistant", "content": f"Noted: box {i} is blue and green."}]
+        history.append({"role": "user", "content": "What color is box 29?"})
+        assert len(engine.encode(history)) > 1000
+        generation = engine.generate(history, Sampling(temperature=0, max_tokens=64), system="Be brief.")
+        text = generation.text()
+        r = generation.result
+        assert text and r.finish_reason in ("stop", "length")
+        assert r.dropped_messages > 0 and r.prompt_tokens <= 512 - 64
+        fitted = engine.fit([{"role": "system", "content": "Be brief."}, *history], 64)
+        assert fitted.messages[0] == {"role": "system", "content": "Be brief."}
+        assert fitted.messages[1]["role"] == "user"
+        assert fitted.messages[-1]["content"] == "What color is box 29?"
+        # One message far longer than the whole window: its end is kept and answered.
+        huge = [{"role": "user", "content": "blue " * 3000 + "What is this word?"}]
+        generation = engine.generate(huge, Sampling(temperature=0, max_tokens=16))
+        assert generation.text() and generation.result.prompt_tokens <= 512 - 16
+
+
+def test_second_turn_reuses_the_cached_prefix(small_engine):
+    history = [{"role": "user", "content": "Describe the ocean in detail. " * 20}]
+    small_engine.generate([{"role": "user", "content": "unrelated"}], GREEDY, system="Other.").text()
+    first = small_engine.generate(history, GREEDY)
+    history.append({"role": "assistant", "content": first.text()})
+    history.append({"role": "user", "content": "And the sky?"})
+    second = small_engine.generate(history, GREEDY)
+    second.text()
+    assert first.result.cached_tokens < 10  # a different prompt: almost nothing reused
+    assert second.result.cached_tokens >= first.result.prompt_tokens - 1
+
+
+def test_cancel_stops_mid_answer_and_engine_stays_usable(small_engine):
+    long = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]
+    generation = small_engine.generate(long, Sampling(temperature=0, max_tokens=500))
+    for i, _ in enumerate(generation):
+        if i == 4:
+            generation.cancel()
+    assert generation.result.finish_reason == "cancelled"
+    assert generation.result.completion_tokens <= 8
+    after = small_engine.generate(ASK, GREEDY).text()
+    assert after == small_engine.generate(ASK, GREEDY).text() and after
+
+
+def test_concurrent_requests_are_served_one_after_another(small_engine):
+    expected = small_engine.generate(ASK, GREEDY).text()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(small_engine.generate(ASK, GREEDY).text()))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [expected] * 3
+
+
+@pytest.mark.parametrize("bad", [
+    Sampling(temperature=-1), Sampling(top_p=0), Sampling(max_tokens=0), Sampling(top_k=-2)])
+def test_bad_sampling_is_a_clear_error(small_engine, bad):
+    with pytest.raises(EngineError):
+        small_engine.generate(ASK, bad)
+
+
+def test_bad_messages_are_a_clear_error(small_engine):
+    for messages in ([], [{"role": "wizard", "content": "hi"}], [{"role": "user"}]):
+        with pytest.raises(EngineError, match="messages must be"):
+            small_engine.generate(messages)
+
+
+def test_close_is_clean(moss_home):
+    engine = LlamaCppEngine(resolve("small"), context_size=512)
+    assert engine.generate(ASK, Sampling(temperature=0, max_tokens=4)).text()
+    engine.close()
