@@ -6,6 +6,8 @@ try:
 except ImportError:
     pass
 import signal
+import sys
+import termios
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,9 +162,26 @@ class ChatSession:
 
 @contextmanager
 def _ctrl_c_cancels(generation: Generation):
-    """While an answer streams, Ctrl-C stops it cleanly (between tokens) instead of raising."""
+    """While an answer streams, Ctrl-C stops it cleanly (between tokens) instead of raising.
+
+    Terminal echo is off meanwhile: an echoed "^C" or typed-ahead text would shift the lines
+    that the live Markdown view redraws, and it would print parts of the answer twice."""
     previous = signal.signal(signal.SIGINT, lambda *_: generation.cancel())
+    saved = _echo_off()
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if saved is not None:
+            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+
+
+def _echo_off() -> list | None:
+    """Turn off echo on an interactive stdin; return the settings to restore."""
+    if not sys.stdin.isatty():
+        return None
+    saved = termios.tcgetattr(sys.stdin)
+    quiet = termios.tcgetattr(sys.stdin)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(sys.stdin, termios.TCSADRAIN, quiet)
+    return saved
