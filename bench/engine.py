@@ -12,7 +12,8 @@ import time
 import llama_cpp
 
 from moss.chat import with_system
-from moss.engine import LlamaCppEngine, Sampling
+from moss.engine import Sampling
+from moss.llama_engine import LlamaCppEngine
 from moss.models import display_name, resolve
 
 ESSAY = [{"role": "user", "content": "Write a detailed essay about the history of the printing press."}]

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from moss import models
-from moss.engine import EngineError, LlamaCppEngine, Sampling
+from moss.engine import EngineError, Sampling
+from moss.llama_engine import LlamaCppEngine
 
 app = typer.Typer(help="Moss: a self-hosted bilingual (English / 中文) chat assistant.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -89,6 +90,93 @@ def list_models(verify: Annotated[bool, typer.Option(help="Re-hash installed mod
     Console().print("Any local .gguf path, or hf:OWNER/REPO/FILE.gguf with a network, works too.")
 
 
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+          model: Model = None, ctx: Ctx = 4096, threads: Threads = None,
+          parallel: Annotated[int, typer.Option(help="Answers decoded together (continuous batching).")] = 4,
+          max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; beyond, 429.")] = 64,
+          auth: Annotated[bool, typer.Option("--auth", help="Require API keys (moss users add NAME).")] = False,
+          rate_limit: Annotated[int, typer.Option("--rate-limit", help="Requests per minute per key; 0 = off.")] = 60,
+          daily_tokens: Annotated[int, typer.Option("--daily-tokens", help="Tokens per user per day; 0 = off.")] = 0,
+          ) -> None:
+    """Serve the OpenAI-compatible API (and the web page) over HTTP."""
+    import uvicorn
+
+    from moss.access import Limits
+    from moss.server import create_app
+    if not 1 <= parallel <= 64:
+        fail(f"--parallel must be 1..64, got {parallel}")
+    store = _store()
+    engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue)
+    spec = models.REGISTRY.get(engine.model)
+    store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
+    app = create_app(engine, store, auth=auth, limits=Limits(rate_limit or None, daily_tokens or None))
+    err.print(f"Moss serving [bold]{engine.model}[/] on http://{host}:{port} "
+              f"(API at /v1, docs at /docs{', API keys required' if auth else ''})")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+users = typer.Typer(help="Manage who may use a server started with --auth.", no_args_is_help=True)
+app.add_typer(users, name="users")
+
+
+@users.command("add")
+def users_add(name: str,
+              rate_limit: Annotated[Optional[int], typer.Option("--rate-limit", help="Requests per minute.")] = None,
+              daily_tokens: Annotated[Optional[int], typer.Option("--daily-tokens", help="Tokens per day.")] = None) -> None:
+    """Add a user and print their API key (shown only this once)."""
+    from moss.store import StoreError
+    try:
+        _, key = _store().add_user(name, rate_limit, daily_tokens)
+    except StoreError as exc:
+        fail(str(exc))
+    err.print(f"user [bold]{escape(name)}[/] added; their API key (it will not be shown again):")
+    print(key)
+
+
+@users.command("key")
+def users_key(name: str) -> None:
+    """Give a user one more API key."""
+    from moss.store import StoreError
+    try:
+        print(_store().new_key(name))
+    except StoreError as exc:
+        fail(str(exc))
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users, their keys and limits."""
+    table = Table()
+    for column in ("name", "state", "keys", "requests/min", "tokens/day", "created"):
+        table.add_column(column)
+    for user, keys in _store().users():
+        table.add_row(escape(user.name), "disabled" if user.disabled else "active", str(keys),
+                      str(user.rate_limit or "default"), str(user.daily_tokens or "default"),
+                      user.created_at.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+@users.command("disable")
+def users_disable(name: str) -> None:
+    """Disable a user: their keys stop working at once."""
+    from moss.store import StoreError
+    try:
+        _store().set_disabled(name)
+    except StoreError as exc:
+        fail(str(exc))
+    err.print(f"user {escape(name)} disabled")
+
+
+def _store():
+    from moss.store import Store
+    try:
+        return Store()
+    except Exception as exc:  # a bad URL or an unreachable database: one line, not a trace
+        fail(f"cannot open the database ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+
+
 def _sampling(temperature: float, max_tokens: int, seed: int | None) -> Sampling:
     sampling = Sampling(temperature=temperature, max_tokens=max_tokens, seed=seed)
     try:
@@ -105,12 +193,13 @@ def _resolve(model: str | None, verify: bool = False):
         fail(str(exc))
 
 
-def _engine(model: str | None, ctx: int, threads: int | None):
+def _engine(model: str | None, ctx: int, threads: int | None, **options):
     if ctx < 256:
         fail(f"--ctx must be at least 256 tokens, got {ctx}")
     path = _resolve(model)
     try:
-        return LlamaCppEngine(path, models.display_name(model, path), context_size=ctx, threads=threads)
+        return LlamaCppEngine(path, models.display_name(model, path), context_size=ctx,
+                              threads=threads, **options)
     except EngineError as exc:
         fail(str(exc))
 

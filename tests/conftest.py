@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from moss.engine import LlamaCppEngine
+from moss.llama_engine import LlamaCppEngine
 from moss.models import resolve
 
 
@@ -29,3 +29,37 @@ def default_engine(moss_home):
     """The default Qwen2.5-Coder-0.5B model, assembled from its wheels on first use."""
     with LlamaCppEngine(resolve("default"), "qwen2.5-coder-0.5b-instruct") as engine:
         yield engine
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on loopback, started for this test run and stopped after it."""
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed (scripts/test.sh installs it: apt-get install postgresql)")
+    bindir = os.path.dirname(bins[-1])
+    root = tempfile.mkdtemp(prefix="moss-pg-")
+    os.chmod(root, 0o755)
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = os.path.join(root, "data")
+    run = lambda *cmd: subprocess.run([*as_postgres, *cmd], check=True, capture_output=True)  # noqa: E731
+    run(f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--encoding=UTF8")
+    run(f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(root, "log"), "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on", "start")
+    try:
+        run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "moss_test")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/moss_test"
+    finally:
+        run(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop")
+        shutil.rmtree(root, ignore_errors=True)

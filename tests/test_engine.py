@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from moss.engine import EngineError, LlamaCppEngine, Sampling
+from moss.engine import EngineError, Sampling
+from moss.llama_engine import LlamaCppEngine
 from moss.models import resolve
 
 GREEDY = Sampling(temperature=0, max_tokens=48)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own llama-server (the reference for bench/serve.py) from the llama.cpp tree
+# inside the llama-cpp-python sdist that Moss pins, so both run the same llama.cpp. ~7 minutes.
+# Prints the path of the binary. Usage: bash bench/build_llama_server.sh [BUILD_DIR]
+set -euo pipefail
+version=$(python3 - <<'PY'
+import re, pathlib
+text = pathlib.Path(__file__ if False else "pyproject.toml").read_text()
+print(re.search(r'"llama-cpp-python==([^"]+)"', text).group(1))
+PY
+)
+dir=${1:-${MOSS_HOME:-$HOME/.local/share/moss}/bench/llama.cpp-$version}
+bin="$dir/src/vendor/llama.cpp/build/bin/llama-server"
+if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
+mkdir -p "$dir"
+if [ ! -d "$dir/src" ]; then
+  pip download --quiet --no-deps --no-binary :all: -d "$dir" "llama-cpp-python==$version" >&2
+  tar -xzf "$dir"/llama_cpp_python-"$version".tar.gz -C "$dir"
+  mv "$dir/llama_cpp_python-$version" "$dir/src"
+fi
+cd "$dir/src/vendor/llama.cpp"
+cmake -B build -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build build --target llama-server -j"$(nproc)" >&2
+echo "$bin"

@@ -1,0 +1,122 @@
+"""The embedded engine: a GGUF model run in-process by llama.cpp, several streams batched together."""
+
+import os
+import random
+import time
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp._internals import LlamaContext, LlamaModel
+from llama_cpp._logger import set_verbose
+
+from moss.batching import Job, Scheduler
+from moss.chat import ChatTemplate, Fitted, Message, fit, with_system
+from moss.engine import EngineError, Generation, Result, Sampling
+
+
+class LlamaCppEngine:
+    """`parallel` sequences decode together, each with `context_size` tokens of its own KV cache.
+    Requests beyond that wait in a queue of `max_queue`, served fairly across users."""
+
+    def __init__(self, model_path: str | Path, model: str | None = None, context_size: int = 4096,
+                 threads: int | None = None, parallel: int = 1, batch_size: int = 512,
+                 max_queue: int = 64):
+        self.path = Path(model_path)
+        self.model = model or self.path.stem
+        self.context_size, self.parallel = context_size, parallel
+        threads = threads or os.cpu_count() or 1
+        set_verbose(False)  # llama.cpp's own log: errors only
+        try:
+            self._model = LlamaModel(path_model=str(model_path),
+                                     params=llama_cpp.llama_model_default_params(), verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"cannot load model {model_path}: {exc}") from None
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context_size * parallel  # split evenly: each sequence gets context_size
+        params.n_seq_max = parallel
+        params.kv_unified = False
+        # Flash attention makes a prompt's logits depend on which part of it was cached,
+        # so temperature 0 would answer differently on a cold and a warm cache.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.n_batch = params.n_ubatch = batch_size
+        params.n_threads = params.n_threads_batch = threads
+        try:
+            self._ctx = LlamaContext(model=self._model, params=params, verbose=False)
+        except ValueError as exc:
+            self._model.close()
+            raise EngineError(f"cannot create a llama.cpp context for {model_path}: {exc}") from None
+        vocab = self._model.vocab
+        self._bos = self._model.token_bos()
+        self._add_bos = self._bos >= 0 and self._model.add_bos_token()
+        text = lambda t: self._model.token_get_text(t) if t >= 0 else ""  # noqa: E731
+        self.template = ChatTemplate(self._model.metadata().get("tokenizer.chat_template"),
+                                     text(self._bos), text(self._model.token_eos()))
+        # Control tokens such as <|im_start|> also end a turn: text after one is template debris.
+        ends_turn = lambda t: bool(llama_cpp.llama_vocab_is_eog(vocab, t)  # noqa: E731
+                                   or llama_cpp.llama_vocab_is_control(vocab, t))
+        self.scheduler = Scheduler(self._model, self._ctx, parallel, context_size, batch_size,
+                                   max_queue, ends_turn)
+
+    # ---- tokens and context ----
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt, with BOS where the model wants one, but never twice
+        (some templates write it themselves)."""
+        tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if self._add_bos and tokens[:1] != [self._bos]:
+            tokens.insert(0, self._bos)
+        return tokens
+
+    def encode(self, messages: list[Message]) -> list[int]:
+        return self.tokenize(self.template.render(messages))
+
+    def _shorten(self, text: str, n: int) -> str:
+        tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self._model.detokenize(tokens[n:]).decode("utf-8", errors="ignore")
+
+    def fit(self, messages: list[Message], max_tokens: int) -> Fitted:
+        """The messages that fit the context with room for the answer (at least half the window)."""
+        budget = self.context_size - min(max_tokens, self.context_size // 2)
+        fitted = fit(messages, budget, self.encode, self._shorten)
+        if len(fitted.tokens) > budget:
+            raise EngineError(f"the system prompt alone does not fit the context window of "
+                              f"{self.context_size} tokens; shorten it or raise the context size")
+        return fitted
+
+    # ---- generation ----
+
+    def generate(self, messages: list[Message], sampling: Sampling | None = None,
+                 system: str | None = None, user: str = "") -> Generation:
+        start = time.perf_counter()
+        sampling = sampling or Sampling()
+        sampling.check()
+        if not messages or any(not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
+                               or not isinstance(m.get("content"), str) for m in messages):
+            raise EngineError("messages must be a non-empty list of {role, content} with role "
+                              "system, user or assistant")
+        if sampling.seed is None:
+            sampling = Sampling(**{**sampling.__dict__, "seed": random.getrandbits(31)})
+        fitted = self.fit(with_system(messages, system), sampling.max_tokens)
+        generation = Generation(Result(prompt_tokens=len(fitted.tokens),
+                                       dropped_messages=fitted.dropped, prompt=fitted.messages,
+                                       seed=sampling.seed))
+        self.scheduler.submit(Job(fitted.tokens, sampling, user, generation, start=start))
+        return generation
+
+    def clear_cache(self) -> None:
+        """Forget cached prompts, so the next request prefills from scratch."""
+        self.scheduler.call(self.scheduler.clear_cache)
+
+    def close(self) -> None:
+        """Stop the decoder (cancelling what runs) and free the model."""
+        if self._ctx.ctx is None:
+            return
+        self.scheduler.close()
+        self._ctx.close()
+        self._model.close()
+
+    def __enter__(self) -> "LlamaCppEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,267 @@
+"""The store: users, keys, conversations and every answer, in SQLite (default) or PostgreSQL."""
+
+import hashlib
+import os
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from moss import paths
+from moss.schema import ApiKey, Conversation, Message, ModelVersion, User, now
+
+LOCAL_USER = "local"  # the single user of a server running without --auth
+
+
+class StoreError(Exception):
+    """A store operation that cannot be done as asked (unknown user, ...)."""
+
+
+@dataclass
+class Answer:
+    """An assistant answer and everything needed to trace and reproduce it."""
+    content: str
+    model_version_id: str
+    prompt: list[dict]
+    sampling: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    finish_reason: str
+    latency_ms: int
+    ttft_ms: int
+
+
+@dataclass
+class Recorded:
+    conversation_id: str
+    message_ids: list[str] = field(default_factory=list)  # the new request messages, then the answers
+
+
+def database_url() -> str:
+    return os.environ.get("MOSS_DATABASE_URL") or f"sqlite:///{paths.home() / 'moss.db'}"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def path_hash(parent: str, role: str, content: str) -> str:
+    """Identifies a message by its whole path from the conversation's root."""
+    return hashlib.sha256(f"{parent}\x00{role}\x00{content}".encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, url: str | None = None):
+        self.url = url or database_url()
+        sqlite = self.url.startswith("sqlite")
+        self.engine = create_engine(self.url, pool_pre_ping=not sqlite,
+                                    connect_args={"timeout": 30} if sqlite else {})
+        if sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version (Alembic), in one transaction."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- users and keys ----
+
+    def add_user(self, name: str, rate_limit: int | None = None,
+                 daily_tokens: int | None = None) -> tuple[User, str]:
+        """A new user and their first API key (shown once: only its hash is kept)."""
+        with self.session.begin() as s:
+            if s.scalar(select(User).where(User.name == name)):
+                raise StoreError(f"user '{name}' already exists")
+            user = User(name=name, rate_limit=rate_limit, daily_tokens=daily_tokens)
+            s.add(user)
+            s.flush()
+            key = self._new_key(s, user)
+        return user, key
+
+    def new_key(self, name: str) -> str:
+        with self.session.begin() as s:
+            return self._new_key(s, self._user(s, name))
+
+    @staticmethod
+    def _new_key(s: Session, user: User) -> str:
+        key = "moss-" + secrets.token_urlsafe(32)
+        s.add(ApiKey(user_id=user.id, key_hash=hash_key(key), prefix=key[:12]))
+        return key
+
+    def users(self) -> list[tuple[User, int]]:
+        """Every user with the number of their active keys."""
+        with self.session() as s:
+            keys = (select(func.count(ApiKey.id)).where(ApiKey.user_id == User.id, ~ApiKey.disabled)
+                    .scalar_subquery())
+            return [(u, n) for u, n in s.execute(select(User, keys).order_by(User.id))]
+
+    def set_disabled(self, name: str, disabled: bool = True) -> None:
+        with self.session.begin() as s:
+            self._user(s, name).disabled = disabled
+
+    @staticmethod
+    def _user(s: Session, name: str) -> User:
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise StoreError(f"no user named '{name}'")
+        return user
+
+    def user_for_key(self, key: str) -> User | None:
+        """The enabled user owning an enabled key, or None."""
+        with self.session() as s:
+            return s.scalar(select(User).join(ApiKey).where(
+                ApiKey.key_hash == hash_key(key), ~ApiKey.disabled, ~User.disabled))
+
+    def local_user(self) -> User:
+        with self.session.begin() as s:
+            user = s.scalar(select(User).where(User.name == LOCAL_USER))
+            if user is None:
+                user = User(name=LOCAL_USER)
+                s.add(user)
+            return user
+
+    def tokens_today(self, user_id: int) -> int:
+        """Prompt plus completion tokens this user spent since midnight UTC."""
+        midnight = datetime.combine(now().date(), time(), tzinfo=timezone.utc)
+        with self.session() as s:
+            total = s.scalar(select(func.sum(func.coalesce(Message.prompt_tokens, 0)
+                                             + func.coalesce(Message.completion_tokens, 0)))
+                             .where(Message.user_id == user_id, Message.created_at >= midnight,
+                                    Message.role == "assistant"))
+            return int(total or 0)
+
+    # ---- model versions ----
+
+    def register_version(self, version_id: str, base_model: str, path: str,
+                         sha256: str | None = None) -> ModelVersion:
+        with self.session.begin() as s:
+            version = s.get(ModelVersion, version_id)
+            if version is None:
+                version = ModelVersion(id=version_id, base_model=base_model, path=path, sha256=sha256)
+                s.add(version)
+            return version
+
+    # ---- conversations ----
+
+    def record(self, user_id: int, messages: list[dict], answers: list[Answer],
+               conversation_id: str | None = None) -> Recorded:
+        """Store a request's messages (joining the conversation they continue) and its answers,
+        in one transaction: when this returns, all of it is on disk."""
+        hashes, parent = [], ""
+        for m in messages:
+            parent = path_hash(parent, m["role"], m["content"])
+            hashes.append(parent)
+        with self.session.begin() as s:
+            query = select(Message).where(Message.user_id == user_id, Message.path_hash.in_(hashes))
+            if conversation_id:
+                self._conversation(s, user_id, conversation_id)
+                query = query.where(Message.conversation_id == conversation_id)
+            known = {m.path_hash: m for m in s.scalars(query.order_by(Message.created_at))}
+            matched = 0
+            while matched < len(hashes) and hashes[matched] in known:
+                matched += 1
+            parent_msg = known[hashes[matched - 1]] if matched else None
+            if parent_msg is not None:
+                conversation = s.get(Conversation, parent_msg.conversation_id)
+            elif conversation_id:
+                conversation = self._conversation(s, user_id, conversation_id)
+            else:
+                conversation = Conversation(id=uuid.uuid4().hex, user_id=user_id,
+                                            title=_title(messages))
+                s.add(conversation)
+            recorded = Recorded(conversation.id)
+            parent_id = parent_msg.id if parent_msg else None
+            for m, h in zip(messages[matched:], hashes[matched:]):
+                parent_id = self._add(s, recorded, conversation.id, user_id, parent_id, h,
+                                      role=m["role"], content=m["content"])
+            base = hashes[-1] if hashes else ""
+            for a in answers:
+                self._add(s, recorded, conversation.id, user_id, parent_id,
+                          path_hash(base, "assistant", a.content), role="assistant", **a.__dict__)
+            conversation.updated_at = now()
+        return recorded
+
+    @staticmethod
+    def _add(s: Session, recorded: Recorded, conversation_id: str, user_id: int,
+             parent_id: str | None, hash_: str, **fields) -> str:
+        message = Message(id=uuid.uuid4().hex, conversation_id=conversation_id, user_id=user_id,
+                          parent_id=parent_id, path_hash=hash_, **fields)
+        s.add(message)
+        recorded.message_ids.append(message.id)
+        return message.id
+
+    @staticmethod
+    def _conversation(s: Session, user_id: int, conversation_id: str) -> Conversation:
+        conversation = s.get(Conversation, conversation_id)
+        if conversation is None or conversation.user_id != user_id:  # others' look like missing
+            raise LookupError(f"no conversation '{conversation_id}'")
+        return conversation
+
+    def conversations(self, user_id: int, query: str = "", limit: int = 50,
+                      offset: int = 0) -> list[Conversation]:
+        """A user's conversations, newest first; `query` matches titles and message text."""
+        with self.session() as s:
+            stmt = select(Conversation).where(Conversation.user_id == user_id)
+            if query:
+                like = f"%{query}%"
+                stmt = stmt.where(or_(Conversation.title.ilike(like), Conversation.id.in_(
+                    select(Message.conversation_id).where(Message.user_id == user_id,
+                                                          Message.content.ilike(like)))))
+            stmt = stmt.order_by(Conversation.updated_at.desc()).limit(limit).offset(offset)
+            return list(s.scalars(stmt))
+
+    def conversation(self, user_id: int, conversation_id: str) -> tuple[Conversation, list[Message]]:
+        """A conversation and all its messages (every branch), oldest first."""
+        with self.session() as s:
+            conversation = self._conversation(s, user_id, conversation_id)
+            messages = s.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                 .order_by(Message.created_at, Message.id))
+            return conversation, list(messages)
+
+    def message(self, user_id: int, message_id: str) -> Message:
+        with self.session() as s:
+            message = s.get(Message, message_id)
+            if message is None or message.user_id != user_id:
+                raise LookupError(f"no message '{message_id}'")
+            return message
+
+    def rename(self, user_id: int, conversation_id: str, title: str) -> Conversation:
+        with self.session.begin() as s:
+            conversation = self._conversation(s, user_id, conversation_id)
+            conversation.title = title
+            return conversation
+
+    def delete(self, user_id: int, conversation_id: str) -> None:
+        with self.session.begin() as s:
+            s.delete(self._conversation(s, user_id, conversation_id))
+
+
+def _title(messages: list[dict]) -> str:
+    first = next((m["content"] for m in messages if m["role"] == "user"), "")
+    first = " ".join(first.split())
+    return first if len(first) <= 60 else first[:57] + "..."
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers work during writes; synchronous=FULL makes each commit durable before
+    # the server reports success; SQLite leaves foreign keys off unless asked.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
