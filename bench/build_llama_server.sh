@@ -3,12 +3,8 @@
 # inside the llama-cpp-python sdist that Moss pins, so both run the same llama.cpp. ~7 minutes.
 # Prints the path of the binary. Usage: bash bench/build_llama_server.sh [BUILD_DIR]
 set -euo pipefail
-version=$(python3 - <<'PY'
-import re, pathlib
-text = pathlib.Path(__file__ if False else "pyproject.toml").read_text()
-print(re.search(r'"llama-cpp-python==([^"]+)"', text).group(1))
-PY
-)
+cd "$(dirname "$0")/.."
+version=$(sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml | head -1)
 dir=${1:-${MOSS_HOME:-$HOME/.local/share/moss}/bench/llama.cpp-$version}
 bin="$dir/src/vendor/llama.cpp/build/bin/llama-server"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from moss.engine import EngineError, Sampling
+from moss.engine import EngineBusy, EngineError, Sampling
 from moss.llama_engine import LlamaCppEngine
 from moss.models import resolve
 
@@ -146,3 +146,46 @@ def test_close_is_clean(moss_home):
     engine = LlamaCppEngine(resolve("small"), context_size=512)
     assert engine.generate(ASK, Sampling(temperature=0, max_tokens=4)).text()
     engine.close()
+
+
+def test_queue_is_fair_across_users_and_bounded(moss_home):
+    """One slot: a user with three waiting requests does not make another user wait for all three."""
+    with LlamaCppEngine(resolve("small"), context_size=512, parallel=1, max_queue=4) as engine:
+        order = []
+        short = Sampling(temperature=0, max_tokens=12)
+        running = engine.generate(ASK, short, user="alice")  # takes the slot
+        waiting = [("alice", engine.generate(ASK, short, user="alice")) for _ in range(2)]
+        waiting.append(("bob", engine.generate(ASK, short, user="bob")))
+        waiting.append(("alice", engine.generate(ASK, short, user="alice")))
+        with pytest.raises(EngineBusy):
+            engine.generate(ASK, short, user="carol")  # four are waiting: full
+        running.text()
+        threads = [threading.Thread(target=lambda u=u, g=g: (g.text(), order.append((u, g.result.total_seconds))))
+                   for u, g in waiting]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        finished = [u for u, _ in sorted(order, key=lambda x: x[1])]
+        assert finished.index("bob") <= 1, finished  # bob goes second, not after all of alice's
+
+
+def test_parallel_streams_match_single_stream_text(moss_home):
+    """Batched decoding gives each sequence its own answer, the same as decoding it alone."""
+    prompts = [[{"role": "user", "content": f"Say the number {i} in words."}] for i in range(4)]
+    greedy = Sampling(temperature=0, max_tokens=24)
+    with LlamaCppEngine(resolve("small"), context_size=512, parallel=1) as alone:
+        expected = [alone.generate(p, greedy).text() for p in prompts]
+    with LlamaCppEngine(resolve("small"), context_size=512, parallel=4) as batched:
+        generations = [batched.generate(p, greedy) for p in prompts]
+        results = [None] * 4
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, generations[i].text()))
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    # Batched float math may round differently, so allow a late divergence, but each answer must
+    # be its own prompt's answer (no mixed-up sequences).
+    for got, want in zip(results, expected):
+        assert got[:15] == want[:15], (got, want)

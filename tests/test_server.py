@@ -242,3 +242,27 @@ def test_answer_survives_kill_9_right_after_the_response(tmp_path):
         detail = httpx.get(f"{again.url}/v1/conversations/{conv}").json()
         assert [m["content"] for m in detail["messages"]] == [ASK[0]["content"], r.choices[0].message.content]
         assert detail["messages"][1]["id"] == r.model_extra["moss"]["message_ids"][0]
+
+
+def test_random_bodies_never_cause_a_500(server):
+    """A bounded fuzz: mutated requests get an answer or an OpenAI error, never a server error."""
+    import random
+    rng = random.Random(1234)
+    junk = [None, True, -1, 0, 3, 2**63, -2**63, 1e308, float("nan"), "", "x" * 300, "moss", [], {},
+            [1, "a"], {"a": {"b": []}}, [{"role": "user"}], [{"role": "user", "content": None}],
+            [{"role": "assistant", "content": [{"type": "text", "text": "hi"}]}], "\u0000\ud7ff"]
+    fields = ["model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature",
+              "top_p", "top_k", "seed", "n", "stop", "user", "stream_options", "conversation_id", "extra"]
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for _ in range(150):
+            body = {"model": "moss", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+            for field in rng.sample(fields, rng.randint(1, 3)):
+                body[field] = rng.choice(junk)
+            if isinstance(body.get("max_tokens"), int) and not isinstance(body["max_tokens"], bool):
+                body["max_tokens"] = min(body["max_tokens"], 2)
+            body.pop("max_completion_tokens", None) if body.get("max_completion_tokens") not in (None, 1) else None
+            r = http.post("/v1/chat/completions", content=json.dumps(body, allow_nan=True),
+                          headers={"content-type": "application/json"})
+            assert r.status_code < 500, (body, r.text)
+            if r.status_code >= 400:
+                assert set(r.json()["error"]) == {"message", "type", "param", "code"}
