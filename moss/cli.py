@@ -114,7 +114,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     app = create_app(engine, store, auth=auth, limits=Limits(rate_limit or None, daily_tokens or None))
     err.print(f"Moss serving [bold]{engine.model}[/] on http://{host}:{port} "
               f"(API at /v1, docs at /docs{', API keys required' if auth else ''})")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 users = typer.Typer(help="Manage who may use a server started with --auth.", no_args_is_help=True)

@@ -71,7 +71,8 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
                                 f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
         messages = [_plain(m, i) for i, m in enumerate(body.messages)]
         sampling = _sampling(body, engine.context_size)
-        generations = _start(engine, messages, sampling, body.n, who.user.name)
+        # Rendering and tokenizing a long history takes milliseconds: keep it off the event loop.
+        generations = await run_in_threadpool(_start, engine, messages, sampling, body.n, who.user.name)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         started_at = time.perf_counter()
         if body.stream:
