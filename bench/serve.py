@@ -79,8 +79,9 @@ async def stream_one(http: httpx.AsyncClient, url: str, model: str, messages: li
                      max_tokens: int) -> tuple[str, float, float]:
     """Text, time to first content and total time of one streamed completion."""
     start, first, pieces = time.perf_counter(), 0.0, []
+    # Same sampling everywhere: the servers' defaults differ (repeat_penalty 1.0, 1.05, 1.1).
     body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True}
+            "repeat_penalty": 1.0, "stream": True}
     async with http.stream("POST", url + "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
@@ -121,7 +122,8 @@ def single_stream(args, path: Path, count) -> None:
             api.append(((count(text) - 1) / (total - ttft), ttft))
         with LlamaCppEngine(path, parallel=8, context_size=2048, threads=args.threads) as engine:
             engine.generate(prompt(0, 99)[1:], Sampling(max_tokens=8), system=SYSTEM).text()  # warm up
-            g = engine.generate(prompt(0)[1:], Sampling(temperature=0, max_tokens=args.tokens), system=SYSTEM)
+            g = engine.generate(prompt(0)[1:], Sampling(temperature=0, repeat_penalty=1.0,
+                                                        max_tokens=args.tokens), system=SYSTEM)
             g.text()
             direct.append((g.result.tokens_per_second, g.result.time_to_first_token))
     a_tps, e_tps = statistics.median(x[0] for x in api), statistics.median(x[0] for x in direct)

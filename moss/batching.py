@@ -19,7 +19,7 @@ from typing import Callable
 import llama_cpp
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel, LlamaSampler
 
-from moss.engine import EngineBusy, EngineError, Generation, Sampling, StopScanner
+from moss.engine import EngineBusy, EngineError, Generation, Sampling, StopScanner, wake_all
 
 
 @dataclass
@@ -195,6 +195,7 @@ class Scheduler:
             return
         outputs = self._decode(entries)
         now = time.perf_counter()
+        streaming = []
         for slot, index in outputs:
             job = slot.job
             token = job.sampler.sample(self.ctx, index)
@@ -202,7 +203,9 @@ class Scheduler:
             if result.completion_tokens == 0:
                 result.time_to_first_token = now - job.start
             result.completion_tokens += 1
+            streaming.append(job.generation)
             self._accept(slot, token)
+        wake_all(streaming)
 
     def _decode(self, entries: list[tuple[Slot, list[int], bool]]) -> list[tuple[Slot, int]]:
         batch, n = self._batch.batch, 0
@@ -232,7 +235,7 @@ class Scheduler:
         text, stopped = job.stops.feed(job.decoder.decode(self.model.detokenize([token])))
         if text:
             job.pieces.append(text)
-            job.generation._emit(text)
+            job.generation._emit(text, wake=False)  # _step wakes all consumers at once
         if stopped:
             return self._finish(slot, "stop")
         done = job.generation.result.completion_tokens

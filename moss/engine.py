@@ -80,9 +80,11 @@ class Generation:
         self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     # the producer side (the engine's thread)
-    def _emit(self, piece: str) -> None:
+    def _emit(self, piece: str, wake: bool = True) -> None:
+        """Queue a piece; with wake=False the producer calls wake_all for a batch of them."""
         self._queue.put(piece)
-        self._wake()
+        if wake:
+            self._wake()
 
     def _emit_end(self, error: Exception | None = None) -> None:
         self._queue.put(error if error is not None else _END)
@@ -143,6 +145,17 @@ class Generation:
         for _ in self:
             pass
         return self.result.text
+
+
+def wake_all(generations: list[Generation]) -> None:
+    """Wake the async consumers of several generations with one call per event loop: one
+    cross-thread wake-up per decoding step instead of one per sequence."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for g in generations:
+        if g._waker is not None:
+            by_loop.setdefault(g._waker[0], []).append(g._waker[1])
+    for loop, events in by_loop.items():
+        loop.call_soon_threadsafe(lambda events=events: [e.set() for e in events])
 
 
 class Engine(Protocol):
