@@ -1,7 +1,7 @@
 """Request and response models of Moss's HTTP API: OpenAI's shapes, plus conversations."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -143,6 +143,57 @@ class ConversationList(BaseModel):
     data: list[ConversationSummary]
 
 
+Reason = Literal["incorrect", "unhelpful", "unsafe", "wrong_language", "too_long"]
+
+
+class RatingIn(BaseModel):
+    kind: Literal["rating"]
+    rating: Literal["up", "down"]
+    reasons: list[Reason] = Field(default_factory=list, max_length=5)
+    comment: str = Field("", max_length=4000)
+
+
+class CorrectionIn(BaseModel):
+    """A better answer written by the person: stored as the preferred answer."""
+    kind: Literal["correction"]
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class ComparisonIn(BaseModel):
+    """This answer against another answer to the same question (another sample or version)."""
+    kind: Literal["comparison"]
+    other_message_id: str = Field(max_length=64)
+    choice: Literal["this", "other", "tie", "both_bad"]
+
+
+class FlagIn(BaseModel):
+    kind: Literal["flag"]
+    reason: str = Field("", max_length=4000)
+
+
+FeedbackIn = Annotated[Union[RatingIn, CorrectionIn, ComparisonIn, FlagIn], Field(discriminator="kind")]
+
+
+class FeedbackOut(BaseModel):
+    message_id: str
+    kind: str
+    value: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class FeedbackList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FeedbackOut]
+
+
+class FeedbackWithdrawn(BaseModel):
+    message_id: str
+    kind: str
+    object: Literal["feedback.deleted"] = "feedback.deleted"
+    deleted: bool = True
+
+
 class StoredMessage(BaseModel):
     id: str
     parent_id: str | None
@@ -153,6 +204,7 @@ class StoredMessage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     created_at: datetime
+    feedback: list[FeedbackOut] = []  # the caller's own judgments of this message
 
 
 class ConversationDetail(ConversationSummary):
@@ -161,6 +213,10 @@ class ConversationDetail(ConversationSummary):
 
 class ConversationRename(BaseModel):
     title: str = Field(min_length=1, max_length=200)
+
+
+class ConversationCreate(BaseModel):
+    title: str = Field("", max_length=200)
 
 
 class Deleted(BaseModel):

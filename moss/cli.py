@@ -170,6 +170,57 @@ def users_disable(name: str) -> None:
     err.print(f"user {escape(name)} disabled")
 
 
+feedback = typer.Typer(help="Feedback people gave: statistics and training-data export.",
+                       no_args_is_help=True)
+app.add_typer(feedback, name="feedback")
+
+
+@feedback.command("export")
+def feedback_export(
+        format: Annotated[str, typer.Option("--format", "-f", help="sft, dpo, kto or sharegpt.")] = "sft",
+        since: Annotated[Optional[str], typer.Option(help="Only feedback given since DATE (YYYY-MM-DD).")] = None,
+        lang: Annotated[Optional[str], typer.Option(help="Only conversations in en or zh.")] = None,
+        output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write feedback as JSONL training records."""
+    from datetime import datetime, timezone
+
+    from moss import datasets
+    if format not in datasets.FORMATS:
+        fail(f"--format must be one of {', '.join(datasets.FORMATS)}, got '{format}'")
+    if lang not in (None, "en", "zh"):
+        fail(f"--lang must be en or zh, got '{lang}'")
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=timezone.utc) if since else None
+    except ValueError:
+        fail(f"--since must be a date like 2026-11-01, got '{since}'")
+    records = datasets.export(_store(), format, start, lang)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(lines)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}")
+        err.print(f"wrote {len(records)} {format} records to {escape(output)}")
+    else:
+        sys.stdout.write(lines)
+
+
+@feedback.command("stats")
+def feedback_stats() -> None:
+    """Count feedback by kind and language."""
+    from moss import datasets
+    counts = datasets.stats(_store())
+    table = Table(title="Feedback")
+    for column in ("kind", "en", "zh", "total"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind in ("rating up", "rating down", "correction", "comparison", "flag"):
+        en, zh = counts[(kind, "en")], counts[(kind, "zh")]
+        table.add_row(kind, str(en), str(zh), str(en + zh))
+    Console().print(table)
+
+
 def _store():
     from moss.store import Store
     try:

@@ -109,6 +109,10 @@ class Generation:
     def done(self) -> bool:
         return self._done.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the generation has ended (without reading its pieces)."""
+        return self._done.wait(timeout)
+
     def __iter__(self) -> Iterator[str]:
         try:
             while (item := self._queue.get()) is not _END:

@@ -2,28 +2,33 @@
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import Path
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moss.access import Access, ApiError, Limits
 from moss.api_types import (ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Choice,
-                            ChunkChoice, ConversationDetail, ConversationList, ConversationRename,
-                            ConversationSummary, Deleted, Delta, ErrorResponse, Health, ModelCard,
-                            ModelList, MossInfo, PromptTokensDetails, StoredMessage, Usage)
+                            ChunkChoice, ConversationCreate, ConversationDetail, ConversationList, ConversationRename,
+                            ConversationSummary, Deleted, Delta, ErrorResponse, FeedbackIn,
+                            FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList,
+                            MossInfo, PromptTokensDetails, StoredMessage, Usage)
 from moss.engine import Engine, EngineBusy, EngineError, Generation, Sampling
 from moss.metrics import Metrics
 from moss.schema import User
 from moss.store import Answer, Store
 
+WEB = Path(__file__).parent / "web"  # the chat page: static files, no build step
 MAX_BODY = 4 << 20  # bytes; a full 32k-token history is well under this
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
           413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
@@ -88,6 +93,8 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             watcher.cancel()
         if await request.is_disconnected():
             metrics.cancelled.inc(len(generations))
+            _record_stopped(store, who.user.id, messages, generations, sampling, version,
+                            body.conversation_id)
             return Response(status_code=499)
         recorded = await _record(store, who.user.id, messages, generations, sampling, version,
                                  body.conversation_id)
@@ -118,11 +125,19 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         rows = store.conversations(who.user.id, q, limit, offset)
         return ConversationList(data=[_summary(c) for c in rows])
 
+    @app.post("/v1/conversations", response_model=ConversationSummary, responses=ERRORS,
+              summary="Start an empty conversation (send its id as conversation_id)")
+    def create_conversation(body: ConversationCreate, who: Caller = Depends(caller)):
+        return _summary(store.new_conversation(who.user.id, body.title))
+
     @app.get("/v1/conversations/{conversation_id}", response_model=ConversationDetail, responses=ERRORS)
     def get_conversation(conversation_id: str, who: Caller = Depends(caller)):
         conversation, messages = _found(lambda: store.conversation(who.user.id, conversation_id))
+        feedback = store.feedback_on(who.user.id, [m.id for m in messages])
         return ConversationDetail(**_summary(conversation).model_dump(), messages=[
-            StoredMessage.model_validate(m, from_attributes=True) for m in messages])
+            StoredMessage.model_validate(m, from_attributes=True).model_copy(update={"feedback": [
+                FeedbackOut.model_validate(f, from_attributes=True) for f in feedback.get(m.id, [])]})
+            for m in messages])
 
     @app.patch("/v1/conversations/{conversation_id}", response_model=ConversationSummary, responses=ERRORS)
     def rename_conversation(conversation_id: str, body: ConversationRename, who: Caller = Depends(caller)):
@@ -132,6 +147,30 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     def delete_conversation(conversation_id: str, who: Caller = Depends(caller)):
         _found(lambda: store.delete(who.user.id, conversation_id))
         return Deleted(id=conversation_id)
+
+    # ---- feedback (what Moss learns from) ----
+
+    @app.post("/v1/messages/{message_id}/feedback", response_model=FeedbackOut, responses=ERRORS,
+              summary="Rate, correct, compare or flag an answer (replaces your earlier one of that kind)")
+    def give_feedback(message_id: str, body: FeedbackIn, who: Caller = Depends(caller)):
+        value = body.model_dump(exclude={"kind"})
+        try:
+            row = _found(lambda: store.set_feedback(who.user.id, message_id, body.kind, value))
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="kind")
+        return FeedbackOut.model_validate(row, from_attributes=True)
+
+    @app.get("/v1/messages/{message_id}/feedback", response_model=FeedbackList, responses=ERRORS)
+    def list_feedback(message_id: str, who: Caller = Depends(caller)):
+        _found(lambda: store.message(who.user.id, message_id))
+        rows = store.feedback_on(who.user.id, [message_id]).get(message_id, [])
+        return FeedbackList(data=[FeedbackOut.model_validate(f, from_attributes=True) for f in rows])
+
+    @app.delete("/v1/messages/{message_id}/feedback/{kind}", response_model=FeedbackWithdrawn,
+                responses=ERRORS, summary="Withdraw your feedback of one kind")
+    def withdraw_feedback(message_id: str, kind: str, who: Caller = Depends(caller)):
+        _found(lambda: store.withdraw_feedback(who.user.id, message_id, kind))
+        return FeedbackWithdrawn(message_id=message_id, kind=kind)
 
     # ---- operations ----
 
@@ -144,9 +183,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     def prometheus():
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
     @app.get("/", include_in_schema=False)
     def home():
-        return RedirectResponse("/docs")
+        return FileResponse(WEB / "index.html")
 
     return app
 
@@ -231,14 +272,34 @@ def _usage(generations: list[Generation]) -> Usage:
                  prompt_tokens_details=PromptTokensDetails(cached_tokens=first.cached_tokens))
 
 
+def _answers(generations: list[Generation], sampling: Sampling, version: str) -> list[Answer]:
+    return [Answer(content=r.text, model_version_id=version, prompt=r.prompt,
+                   sampling={**sampling.__dict__, "seed": r.seed}, prompt_tokens=r.prompt_tokens,
+                   completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
+                   finish_reason=r.finish_reason, latency_ms=int(r.total_seconds * 1000),
+                   ttft_ms=int(r.time_to_first_token * 1000))
+            for r in (g.result for g in generations)]
+
+
+def _record_stopped(store: Store, user_id: int, messages: list[dict], generations: list[Generation],
+                    sampling: Sampling, version: str, conversation_id: str | None) -> None:
+    """Keep what a stopped stream had written (as ChatGPT does), once the engine has let go of it.
+    Runs in a thread: the request's task is being cancelled and cannot wait."""
+    def save():
+        for g in generations:
+            g.wait(60)
+        written = [g for g in generations if g.result.text]
+        if written:
+            try:
+                store.record(user_id, messages, _answers(written, sampling, version), conversation_id)
+            except LookupError:
+                pass  # the conversation was deleted meanwhile
+    threading.Thread(target=save, name="moss-save-stopped", daemon=True).start()
+
+
 async def _record(store: Store, user_id: int, messages: list[dict], generations: list[Generation],
                   sampling: Sampling, version: str, conversation_id: str | None) -> MossInfo:
-    answers = [Answer(content=r.text, model_version_id=version, prompt=r.prompt,
-                      sampling={**sampling.__dict__, "seed": r.seed}, prompt_tokens=r.prompt_tokens,
-                      completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
-                      finish_reason=r.finish_reason, latency_ms=int(r.total_seconds * 1000),
-                      ttft_ms=int(r.time_to_first_token * 1000))
-               for r in (g.result for g in generations)]
+    answers = _answers(generations, sampling, version)
     try:
         recorded = await run_in_threadpool(store.record, user_id, messages, answers, conversation_id)
     except LookupError as exc:
@@ -286,10 +347,13 @@ async def _stream(generations: list[Generation], body: ChatRequest, completion_i
     except ApiError as exc:
         yield "data: " + json.dumps(_error_body(exc)) + "\n\n"
     finally:
-        for g in generations:
-            if not g.done:
-                g.cancel()
-                metrics.cancelled.inc()
+        stopped = [g for g in generations if not g.done]
+        for g in stopped:
+            g.cancel()
+            metrics.cancelled.inc()
+        if stopped:
+            _record_stopped(store, user_id, messages, generations, sampling, version,
+                            body.conversation_id)
 
 
 async def _pieces(generations: list[Generation]) -> AsyncIterator[tuple[int, str]]:

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moss import paths
-from moss.schema import ApiKey, Conversation, Message, ModelVersion, User, now
+from moss.schema import ApiKey, Conversation, Feedback, Message, ModelVersion, User, now
 
 LOCAL_USER = "local"  # the single user of a server running without --auth
 
@@ -58,7 +58,71 @@ def path_hash(parent: str, role: str, content: str) -> str:
     return hashlib.sha256(f"{parent}\x00{role}\x00{content}".encode()).hexdigest()
 
 
-class Store:
+class FeedbackStore:
+    """Judgments of answers (mixed into Store below): one of each kind per person and message."""
+
+    def set_feedback(self, user_id: int, message_id: str, kind: str, value: dict) -> Feedback:
+        """Record or change a judgment of an assistant message."""
+        with self.session.begin() as s:
+            message = s.get(Message, message_id)
+            if message is None or message.user_id != user_id:
+                raise LookupError(f"no message '{message_id}'")
+            if message.role != "assistant":
+                raise ValueError("feedback applies to assistant messages only")
+            if kind == "comparison":
+                other = s.get(Message, value["other_message_id"])
+                if other is None or other.user_id != user_id or other.parent_id != message.parent_id \
+                        or other.role != "assistant" or other.id == message.id:
+                    raise ValueError("a comparison needs another answer to the same question")
+            row = s.scalar(select(Feedback).where(Feedback.message_id == message_id,
+                                                  Feedback.user_id == user_id, Feedback.kind == kind))
+            if row is None:
+                row = Feedback(message_id=message_id, user_id=user_id, kind=kind)
+                s.add(row)
+            row.value, row.updated_at = value, now()
+            return row
+
+    def withdraw_feedback(self, user_id: int, message_id: str, kind: str) -> None:
+        with self.session.begin() as s:
+            row = s.scalar(select(Feedback).where(Feedback.message_id == message_id,
+                                                  Feedback.user_id == user_id, Feedback.kind == kind))
+            if row is None:
+                raise LookupError(f"no {kind} feedback on message '{message_id}'")
+            s.delete(row)
+
+    def feedback_on(self, user_id: int, message_ids: list[str]) -> dict[str, list[Feedback]]:
+        """A user's feedback on these messages, by message id."""
+        out: dict[str, list[Feedback]] = {}
+        with self.session() as s:
+            for row in s.scalars(select(Feedback).where(Feedback.user_id == user_id,
+                                                        Feedback.message_id.in_(message_ids))):
+                out.setdefault(row.message_id, []).append(row)
+        return out
+
+    def all_feedback(self, since: datetime | None = None) -> list[tuple[Feedback, Message]]:
+        """Every user's feedback with its message, oldest first (for datasets)."""
+        with self.session() as s:
+            stmt = select(Feedback, Message).join(Message, Feedback.message_id == Message.id)
+            if since is not None:
+                stmt = stmt.where(Feedback.updated_at >= since)
+            return [(f, m) for f, m in s.execute(stmt.order_by(Feedback.updated_at, Feedback.id))]
+
+    def messages_by_id(self, ids: set[str]) -> dict[str, Message]:
+        with self.session() as s:
+            return {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(ids)))}
+
+    def context(self, message: Message) -> list[dict]:
+        """The conversation up to (not including) a message: its ancestors, oldest first."""
+        chain, parent_id = [], message.parent_id
+        with self.session() as s:
+            while parent_id:
+                parent = s.get(Message, parent_id)
+                chain.append({"role": parent.role, "content": parent.content})
+                parent_id = parent.parent_id
+        return chain[::-1]
+
+
+class Store(FeedbackStore):
     def __init__(self, url: str | None = None):
         self.url = url or database_url()
         sqlite = self.url.startswith("sqlite")
@@ -194,6 +258,8 @@ class Store:
             for a in answers:
                 self._add(s, recorded, conversation.id, user_id, parent_id,
                           path_hash(base, "assistant", a.content), role="assistant", **a.__dict__)
+            if not conversation.title:
+                conversation.title = _title(messages)
             conversation.updated_at = now()
         return recorded
 
@@ -212,6 +278,12 @@ class Store:
         if conversation is None or conversation.user_id != user_id:  # others' look like missing
             raise LookupError(f"no conversation '{conversation_id}'")
         return conversation
+
+    def new_conversation(self, user_id: int, title: str = "") -> Conversation:
+        with self.session.begin() as s:
+            conversation = Conversation(id=uuid.uuid4().hex, user_id=user_id, title=title)
+            s.add(conversation)
+            return conversation
 
     def conversations(self, user_id: int, query: str = "", limit: int = 50,
                       offset: int = 0) -> list[Conversation]:

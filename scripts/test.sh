@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Set up Moss with its test extras, make sure the services the tests start are installed
-# (PostgreSQL), and run the whole test suite. Extra arguments go to pytest.
+# Set up Moss with its test extras, install what the tests start (PostgreSQL, Chromium),
+# and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+# Services and tools the tests start themselves: a PostgreSQL server, a headless Chromium
+# (Playwright drives Debian's, never a downloaded one), and fonts for Chinese text and emoji.
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || missing+=(fonts-wqy-microhei)
+fc-list 2>/dev/null | grep -qi "color emoji" || missing+=(fonts-noto-color-emoji)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "moss test: installing PostgreSQL (the store tests start a real server)"
+    echo "moss test: installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "error: PostgreSQL is needed by the tests: sudo apt-get install postgresql" >&2
+    echo "error: the tests need: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi

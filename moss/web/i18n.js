@@ -1,0 +1,43 @@
+// Every string of the page, in English and Chinese.
+"use strict";
+
+const STRINGS = {
+  en: {
+    newChat: "+ New chat", search: "Search conversations", menu: "Conversations", model: "Model",
+    theme: "Dark / light", language: "中文", signOut: "Sign out", placeholder: "Message Moss… (Enter to send, Shift+Enter for a new line)",
+    send: "Send", stop: "Stop", signInTitle: "Sign in", signInHelp: "This server needs an API key (ask its admin: moss users add NAME).",
+    apiKey: "API key", signIn: "Sign in", badKey: "That key was not accepted.",
+    empty: "Ask anything, in English or 中文.", untitled: "New conversation",
+    rename: "Rename", del: "Delete", confirmDelete: "Delete?", save: "Save", cancel: "Cancel",
+    edit: "Edit", editSend: "Save & send", copy: "Copy", copied: "Copied", regenerate: "Regenerate",
+    up: "Good answer", down: "Bad answer", better: "Write a better answer", compare: "Compare",
+    flag: "Flag as harmful", flagged: "Flagged as harmful", unflag: "Remove flag",
+    reasonsTitle: "What was wrong?", comment: "Comment (optional)", submit: "Submit", withdraw: "Withdraw",
+    reasons: { incorrect: "Incorrect", unhelpful: "Unhelpful", unsafe: "Unsafe", wrong_language: "Wrong language", too_long: "Too long" },
+    correctionTitle: "Your better answer", correctionSaved: "Your correction (used for learning)",
+    compareTitle: "Which answer is better?", answerA: "Answer A (shown)", answerB: "Answer B (new)",
+    pickA: "A is better", pickB: "B is better", tie: "Tie", bothBad: "Both bad", compareWith: "Compare with",
+    picked: { this: "You preferred A", other: "You preferred B", tie: "You called it a tie", both_bad: "You found both bad" },
+    stopped: "stopped", error: "Error", thinking: "…", rated: { up: "Rated good", down: "Rated bad" },
+    branch: "Version",
+  },
+  zh: {
+    newChat: "+ 新对话", search: "搜索对话", menu: "对话列表", model: "模型",
+    theme: "深色 / 浅色", language: "EN", signOut: "退出登录", placeholder: "给 Moss 发消息…（Enter 发送，Shift+Enter 换行）",
+    send: "发送", stop: "停止", signInTitle: "登录", signInHelp: "此服务器需要 API 密钥（请管理员运行 moss users add NAME）。",
+    apiKey: "API 密钥", signIn: "登录", badKey: "密钥无效。",
+    empty: "用中文或 English 随便问。", untitled: "新对话",
+    rename: "重命名", del: "删除", confirmDelete: "确认删除？", save: "保存", cancel: "取消",
+    edit: "编辑", editSend: "保存并发送", copy: "复制", copied: "已复制", regenerate: "重新生成",
+    up: "好回答", down: "差回答", better: "写一个更好的回答", compare: "对比",
+    flag: "标记为有害", flagged: "已标记为有害", unflag: "取消标记",
+    reasonsTitle: "哪里不好？", comment: "评论（可选）", submit: "提交", withdraw: "撤回",
+    reasons: { incorrect: "不正确", unhelpful: "没帮助", unsafe: "不安全", wrong_language: "语言不对", too_long: "太长" },
+    correctionTitle: "你的更好回答", correctionSaved: "你的修改（将用于学习）",
+    compareTitle: "哪个回答更好？", answerA: "回答 A（当前）", answerB: "回答 B（新）",
+    pickA: "A 更好", pickB: "B 更好", tie: "差不多", bothBad: "都不好", compareWith: "对比模型",
+    picked: { this: "你选择了 A", other: "你选择了 B", tie: "你认为差不多", both_bad: "你认为都不好" },
+    stopped: "已停止", error: "错误", thinking: "…", rated: { up: "已评为好", down: "已评为差" },
+    branch: "版本",
+  },
+};
