@@ -95,7 +95,8 @@ class FeedbackStore:
         out: dict[str, list[Feedback]] = {}
         with self.session() as s:
             for row in s.scalars(select(Feedback).where(Feedback.user_id == user_id,
-                                                        Feedback.message_id.in_(message_ids))):
+                                                        Feedback.message_id.in_(message_ids))
+                                 .order_by(Feedback.created_at, Feedback.id)):
                 out.setdefault(row.message_id, []).append(row)
         return out
 

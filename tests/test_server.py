@@ -266,3 +266,29 @@ def test_random_bodies_never_cause_a_500(server):
             assert r.status_code < 500, (body, r.text)
             if r.status_code >= 400:
                 assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_feedback_api(client, server):
+    r = client.chat.completions.create(model="moss", messages=ASK, temperature=0, max_tokens=8, n=2, seed=3)
+    first, second = r.model_extra["moss"]["message_ids"]
+    url = f"{server.url}/v1/messages/{first}/feedback"
+    rating = {"kind": "rating", "rating": "down", "reasons": ["incorrect", "too_long"], "comment": "meh"}
+    assert httpx.post(url, json=rating).json()["value"] == {k: v for k, v in rating.items() if k != "kind"}
+    changed = httpx.post(url, json={"kind": "rating", "rating": "up"}).json()
+    assert changed["value"]["rating"] == "up"  # one rating per person: changed, not added
+    assert httpx.post(url, json={"kind": "comparison", "other_message_id": second, "choice": "tie"}).status_code == 200
+    assert [f["kind"] for f in httpx.get(url).json()["data"]] == ["rating", "comparison"]
+    assert httpx.delete(f"{url}/rating").json()["deleted"] is True
+    assert httpx.delete(f"{url}/rating").status_code == 404
+    for bad, status in (({"kind": "rating", "rating": "meh"}, 422), ({"kind": "cheer"}, 422),
+                        ({"kind": "correction", "content": ""}, 422),
+                        ({"kind": "rating", "rating": "up", "reasons": ["boring"]}, 422),
+                        ({"kind": "comparison", "other_message_id": first, "choice": "this"}, 400)):
+        response = httpx.post(url, json=bad)
+        assert response.status_code == status, (bad, response.text)
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert httpx.post(f"{server.url}/v1/messages/nope/feedback", json={"kind": "flag"}).status_code == 404
+    conv = httpx.get(f"{server.url}/v1/conversations/{r.model_extra['moss']['conversation_id']}").json()
+    question = next(m for m in conv["messages"] if m["role"] == "user")
+    assert httpx.post(f"{server.url}/v1/messages/{question['id']}/feedback",
+                      json={"kind": "flag"}).status_code == 400  # only answers are judged
