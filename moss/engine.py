@@ -115,13 +115,10 @@ class Generation:
 
     def __iter__(self) -> Iterator[str]:
         try:
-            while (item := self._queue.get()) is not _END:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
+            while (piece := self._take(self._queue.get())) is not None:
+                yield piece
         finally:
-            if not self.done:
-                self.cancel()
+            self._leave()
 
     async def __aiter__(self) -> AsyncIterator[str]:
         event = asyncio.Event()
@@ -135,14 +132,22 @@ class Generation:
                     if self._queue.empty():
                         await event.wait()
                     continue
-                if item is _END:
+                if (piece := self._take(item)) is None:
                     return
-                if isinstance(item, Exception):
-                    raise item
-                yield item
+                yield piece
         finally:
-            if not self.done:
-                self.cancel()
+            self._leave()
+
+    @staticmethod
+    def _take(item) -> str | None:
+        """A queued item as text; None at the end; an engine error is raised here."""
+        if isinstance(item, Exception):
+            raise item
+        return None if item is _END else item
+
+    def _leave(self) -> None:
+        if not self.done:  # the consumer stopped reading: stop generating too
+            self.cancel()
 
     def text(self) -> str:
         """Run to the end and return the whole answer."""
