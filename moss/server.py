@@ -1,4 +1,4 @@
-"""The HTTP server: OpenAI-compatible /v1 API, conversations, health and metrics."""
+"""The HTTP server: OpenAI-compatible /v1 API, conversations, feedback, the chat page, health, metrics."""
 
 import asyncio
 import json
@@ -6,8 +6,8 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
@@ -19,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moss.access import Access, ApiError, Limits
 from moss.api_types import (ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Choice,
-                            ChunkChoice, ConversationCreate, ConversationDetail, ConversationList, ConversationRename,
-                            ConversationSummary, Deleted, Delta, ErrorResponse, FeedbackIn,
-                            FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList,
-                            MossInfo, PromptTokensDetails, StoredMessage, Usage)
+                            ChunkChoice, ConversationCreate, ConversationDetail, ConversationList,
+                            ConversationRename, ConversationSummary, Deleted, Delta, ErrorResponse,
+                            FeedbackIn, FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard,
+                            ModelList, MossInfo, PromptTokensDetails, StoredMessage, Usage)
 from moss.engine import Engine, EngineBusy, EngineError, Generation, Sampling
 from moss.metrics import Metrics
 from moss.schema import User

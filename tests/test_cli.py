@@ -67,16 +67,20 @@ def test_ctrl_c_stops_the_answer_but_not_the_chat():
     chunks = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(proc.stdout.fileno(), 4096), b"")))
     reader.start()
-    proc.stdin.write(b"Write a very long story about a kingdom by the sea, with many chapters.\n")
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while len(b"".join(chunks).split(b"\n", 1)[-1]) < 40:  # the banner, then some answer text
-        assert time.monotonic() < deadline and proc.poll() is None, b"".join(chunks)
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    proc.stdin.write(b"/quit\n")
-    proc.stdin.close()
-    proc.wait(60)
+    try:
+        proc.stdin.write(b"Write a very long story about a kingdom by the sea, with many chapters.\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while len(b"".join(chunks).split(b"\n", 1)[-1]) < 40:  # the banner, then some answer text
+            assert time.monotonic() < deadline and proc.poll() is None, b"".join(chunks)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.stdin.write(b"/quit\n")
+        proc.stdin.close()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     reader.join(10)
     err = proc.stderr.read()
     out = b"".join(chunks).decode()
