@@ -77,7 +77,10 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         messages = [_plain(m, i) for i, m in enumerate(body.messages)]
         sampling = _sampling(body, engine.context_size)
         # Rendering and tokenizing a long history takes milliseconds: keep it off the event loop.
-        generations = await run_in_threadpool(_start, engine, messages, sampling, body.n, who.user.name)
+        # The queue is fair across this key: the user, split further by OpenAI's `user` field
+        # when an app sends its own end-users through one key.
+        fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
+        generations = await run_in_threadpool(_start, engine, messages, sampling, body.n, fairness)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         started_at = time.perf_counter()
         if body.stream:
