@@ -1,0 +1,187 @@
+"""Run untrusted Python (model-written code) in a subprocess that cannot hurt the machine.
+
+Layers, each one enough for the common escape and all of them together for the rest:
+- its own temporary directory as the working directory, removed afterwards;
+- resource limits: CPU seconds, address space, file size, processes, no core dumps;
+- a wall-clock timeout that kills the whole process group;
+- an audit hook installed before the code runs (it cannot be removed) that refuses writes
+  outside the directory, sockets, new processes and ctypes;
+- where the OS allows it (root, or unprivileged user namespaces): a network namespace with no
+  interfaces, and, as root, an unprivileged user (nobody) so file permissions and the process
+  limit apply too (with an interpreter whose standard library nobody can read)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NOBODY = 65534
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+
+# Runs inside the child before the untrusted code: it confines its own process (limits, network
+# namespace, unprivileged user), then installs the audit hook and runs the script.
+# sys.argv = [bootstrap, sandbox_dir, script, cpu_s, memory_mb, file_mb, processes, netns_flags].
+BOOTSTRAP = r'''
+import os, sys, resource
+root = os.path.realpath(sys.argv[1])
+script = sys.argv[2]
+cpu, memory, fsize, procs, netns = (int(a) for a in sys.argv[3:8])
+MB = 1 << 20
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+resource.setrlimit(resource.RLIMIT_AS, (memory * MB, memory * MB))
+resource.setrlimit(resource.RLIMIT_FSIZE, (fsize * MB, fsize * MB))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if netns:
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).unshare(netns) != 0:
+        sys.exit("sandbox: could not isolate the network")
+if os.geteuid() == 0 and procs > 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
+WRITE = ("w", "a", "x", "+")
+PATHS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link",
+         "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
+DENY = {"socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo", "socket.gethostbyname",
+        "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.kill",
+        "os.killpg", "subprocess.Popen", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym",
+        "ctypes.cdata", "ctypes.call_function", "sys.addaudithook", "os.chroot", "os.setuid",
+        "webbrowser.open", "urllib.Request", "ftplib.connect", "smtplib.connect"}
+
+def inside(path):
+    if isinstance(path, int):
+        return True  # an already-open descriptor
+    return os.path.realpath(os.fsdecode(path)).startswith(root + os.sep)
+
+def hook(event, args):
+    if event in DENY:
+        raise PermissionError(f"sandbox: {event} is not allowed")
+    if event == "open" and args and isinstance(args[1], str) and any(c in args[1] for c in WRITE) \
+            and not inside(args[0]):
+        raise PermissionError(f"sandbox: writing outside the sandbox is not allowed: {args[0]}")
+    if event == "open" and args and isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) \
+            and not inside(args[0]):
+        raise PermissionError(f"sandbox: writing outside the sandbox is not allowed: {args[0]}")
+    if event in PATHS and args and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))):
+        raise PermissionError(f"sandbox: {event} outside the sandbox is not allowed")
+
+sys.addaudithook(hook)
+del hook
+sys.argv = [script]
+sys.path.insert(0, root)  # its own modules import, as for `python main.py`
+import runpy
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+@dataclass
+class Limits:
+    seconds: float = 10.0  # wall clock
+    cpu_seconds: int = 10
+    memory_mb: int = 1024  # address space
+    file_mb: int = 16  # largest file it may write
+    processes: int = 8  # for the unprivileged user (a fork-bomb stop)
+    output_bytes: int = 1 << 20  # stdout and stderr kept, each
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+    isolated_network: bool  # the network namespace was in place
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def run_python(code: str, stdin: str = "", limits: Limits | None = None,
+               files: dict[str, str] | None = None) -> RunResult:
+    """Run `code` as a script in a fresh sandbox directory (with optional extra `files`)."""
+    limits = limits or Limits()
+    workdir = Path(tempfile.mkdtemp(prefix="moss-sandbox-"))
+    try:
+        (workdir / "main.py").write_text(code, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (workdir / name).write_text(text, encoding="utf-8")
+        as_root = os.geteuid() == 0
+        python, drop = _interpreter(as_root)
+        if drop:
+            for path in [workdir, *workdir.iterdir()]:
+                os.chown(path, NOBODY, NOBODY)
+        netns = _netns_flags(as_root)
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [python, "-I", "-B", "-c", BOOTSTRAP, str(workdir), str(workdir / "main.py"),
+             str(limits.cpu_seconds), str(limits.memory_mb), str(limits.file_mb),
+             str(limits.processes if drop else 0), str(netns)],
+            cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
+                 "PYTHONIOENCODING": "utf-8", "LANG": "C.UTF-8"},
+            start_new_session=True, close_fds=True)
+        timed_out = False
+        try:
+            out, err = proc.communicate(stdin.encode(), timeout=limits.seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            out, err = proc.communicate()
+        code_ = proc.returncode
+        if code_ == -signal.SIGXCPU or code_ == -signal.SIGKILL:
+            timed_out = timed_out or code_ == -signal.SIGXCPU
+        return RunResult(code_, _text(out, limits), _text(err, limits), timed_out,
+                         time.monotonic() - start, bool(netns))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _text(data: bytes, limits: Limits) -> str:
+    return data[:limits.output_bytes].decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _interpreter(as_root: bool) -> tuple[str, bool]:
+    """The Python to run, and whether it can run as nobody: its standard library must be
+    readable by others (pyenv under /root is not; Debian's /usr/bin/python3 is)."""
+    if not as_root:
+        return sys.executable, False
+    for python in (sys.executable, "/usr/bin/python3"):
+        real = Path(os.path.realpath(python))
+        stdlib = Path(os.__file__).parent if python == sys.executable else None
+        if real.is_file() and _world_readable(real) and (stdlib is None or _world_readable(stdlib)):
+            return str(real), True
+    return sys.executable, False
+
+
+def _world_readable(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o005 == 0o005 for p in [path, *path.parents] if p.is_dir()) \
+        and path.stat().st_mode & 0o004 != 0
+
+
+_netns: dict[bool, int] = {}
+
+
+def _netns_flags(as_root: bool) -> int:
+    """unshare() flags that give the child a network of its own here, or 0 (checked once)."""
+    if as_root not in _netns:
+        flags = CLONE_NEWNET if as_root else CLONE_NEWUSER | CLONE_NEWNET
+        probe = subprocess.run([sys.executable, "-c",
+                                f"import ctypes,sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)"],
+                               capture_output=True)
+        _netns[as_root] = flags if probe.returncode == 0 else 0
+    return _netns[as_root]

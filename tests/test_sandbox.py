@@ -1,0 +1,86 @@
+"""The code sandbox: normal code runs; writes outside, network, fork bombs, endless loops do not."""
+
+import os
+import socket
+import threading
+import time
+
+from moss.sandbox import Limits, run_python
+
+
+def test_ordinary_code_runs_with_stdlib_stdin_and_its_own_files():
+    r = run_python("import collections, itertools, math, re, heapq\n"
+                   "data = input()\nopen('note.txt', 'w').write(data)\n"
+                   "print(open('note.txt').read().upper(), math.gcd(12, 18))", stdin="hello")
+    assert r.ok and r.stdout == "HELLO 6\n"
+    r = run_python("from helper import double\nprint(double(21))", files={"helper.py": "def double(x): return 2 * x"})
+    assert r.stdout == "42\n"
+
+
+def test_failures_are_reported_not_raised():
+    r = run_python("raise ValueError('bad')")
+    assert r.returncode == 1 and "ValueError: bad" in r.stderr and not r.timed_out
+
+
+def test_writes_outside_its_directory_are_blocked(tmp_path):
+    os.chmod(tmp_path, 0o777)  # even a world-writable directory stays out of reach
+    target = tmp_path / "escaped.txt"
+    for code in (f"open({str(target)!r}, 'w').write('x')",
+                 f"import os; os.close(os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT))",
+                 f"import shutil; shutil.copyfile(__file__, {str(target)!r})",
+                 f"import os; os.rename(__file__, {str(target)!r})",
+                 f"open('../escaped.txt', 'w').write('x')"):
+        r = run_python(code)
+        assert not r.ok and "not allowed" in r.stderr, (code, r.stderr)
+        assert not target.exists()
+
+
+def test_network_is_blocked():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted = []
+    listener.settimeout(3)
+    waiter = threading.Thread(target=lambda: accepted.append(_accept(listener)))
+    waiter.start()
+    for code in (f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)",
+                 f"import _socket; s = _socket.socket(); s.connect(('127.0.0.1', {port}))",
+                 "import urllib.request; urllib.request.urlopen('http://example.com', timeout=2)"):
+        r = run_python(code)
+        assert not r.ok and ("not allowed" in r.stderr or "Network is unreachable" in r.stderr), r.stderr
+    waiter.join()
+    listener.close()
+    assert accepted == [None], "nothing reached the listener"
+
+
+def _accept(listener):
+    try:
+        return listener.accept()
+    except socket.timeout:
+        return None
+
+
+def test_fork_bomb_and_subprocesses_are_stopped():
+    start = time.monotonic()
+    for code in ("import os\nwhile True:\n    os.fork()",
+                 "import subprocess\nwhile True:\n    subprocess.Popen(['python3', '-c', 'pass'])",
+                 "import os\nos.system('echo hi')",
+                 "import ctypes\nctypes.CDLL(None).fork()"):
+        r = run_python(code, limits=Limits(seconds=5))
+        assert not r.ok and "not allowed" in r.stderr, (code, r.stderr)
+    assert time.monotonic() - start < 20
+
+
+def test_endless_loops_and_memory_hogs_are_cut_off():
+    busy = run_python("while True:\n    pass", limits=Limits(seconds=4, cpu_seconds=2))
+    assert busy.timed_out and busy.seconds < 4.5
+    sleepy = run_python("import time\nwhile True:\n    time.sleep(1)", limits=Limits(seconds=2))
+    assert sleepy.timed_out and sleepy.seconds < 3
+    hog = run_python("x = bytearray(8 * 10**9)", limits=Limits(memory_mb=512))
+    assert not hog.ok and "MemoryError" in hog.stderr
+    chatty = run_python("print('x' * 10**7)", limits=Limits(output_bytes=1000))
+    assert len(chatty.stdout) == 1000
+
+
+def test_the_sandbox_directory_is_removed():
+    r = run_python("import os; print(os.getcwd())")
+    assert r.ok and r.stdout.strip().startswith("/") and not os.path.exists(r.stdout.strip())
