@@ -78,12 +78,21 @@ class Scheduler:
             if self._closed:
                 raise EngineError("the engine is shut down")
             if sum(len(q) for q in self._waiting.values()) >= self.max_queue:
+                self._drop_cancelled()  # requests whose clients left do not hold places
+            if sum(len(q) for q in self._waiting.values()) >= self.max_queue:
                 raise EngineBusy(f"the server is busy ({self.max_queue} requests waiting); retry shortly")
             if job.user not in self._waiting or not self._waiting[job.user]:
                 self._waiting.setdefault(job.user, deque())
                 self._turns.append(job.user)
             self._waiting[job.user].append(job)
             self._cond.notify()
+
+    def _drop_cancelled(self) -> None:
+        for queue in self._waiting.values():
+            for job in [j for j in queue if j.generation.cancelled]:
+                queue.remove(job)
+                job.generation.result.finish_reason = "cancelled"
+                job.generation._emit_end()
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run fn on the decoder thread between steps, and wait for it."""
@@ -110,7 +119,12 @@ class Scheduler:
                 if self._closed:
                     break
                 calls, self._calls = list(self._calls), deque()
-                self._admit()
+                try:
+                    self._admit()
+                except Exception as exc:  # a request that cannot start fails alone
+                    for slot in self.slots:
+                        if slot.job and slot.job.sampler is None:
+                            self._finish(slot, "error", EngineError(f"cannot start: {exc}"))
             for fn, done in calls:
                 try:
                     fn()
@@ -132,6 +146,8 @@ class Scheduler:
             for queue in self._waiting.values():
                 for job in queue:
                     job.generation._emit_end(EngineError("the engine is shut down"))
+            for _, done in self._calls:
+                done.set()
 
     def _next_waiting(self) -> Job | None:
         while self._turns:
@@ -155,15 +171,15 @@ class Scheduler:
                 continue
             free = [s for s in self.slots if s.job is None]
             slot = max(free, key=lambda s: (_common_prefix(s.tokens, job.prompt), -s.last_used))
+            slot.job = job
             reuse = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
             self.ctx.kv_cache_seq_rm(slot.seq_id, reuse, -1)
             slot.tokens = slot.tokens[:reuse]
-            slot.job = job
             job.pending = job.prompt[reuse:]
             job.generation.result.cached_tokens = reuse
-            job.sampler = _sampler(job.sampling, self.model.n_vocab())
             job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             job.stops = StopScanner(job.sampling.stop)
+            job.sampler = _sampler(job.sampling, self.model.n_vocab())  # last: marks it started
 
     def _step(self) -> None:
         """One llama_decode over every active sequence, then sample those that produced logits."""

@@ -189,3 +189,18 @@ def test_parallel_streams_match_single_stream_text(moss_home):
     # be its own prompt's answer (no mixed-up sequences).
     for got, want in zip(results, expected):
         assert got[:15] == want[:15], (got, want)
+
+
+def test_abandoned_requests_do_not_hold_queue_places(moss_home):
+    with LlamaCppEngine(resolve("small"), context_size=512, parallel=1, max_queue=2) as engine:
+        long = Sampling(temperature=0, max_tokens=200)
+        running = engine.generate(ASK, long)
+        gone = [engine.generate(ASK, long) for _ in range(2)]  # the queue is now full
+        with pytest.raises(EngineBusy):
+            engine.generate(ASK, long)
+        for g in gone:
+            g.cancel()  # their clients left
+        alive = engine.generate(ASK, Sampling(temperature=0, max_tokens=5))
+        running.cancel()
+        assert alive.text() and alive.result.finish_reason == "length"
+        assert all(g.text() == "" and g.result.finish_reason == "cancelled" for g in gone)
