@@ -11,8 +11,9 @@ import httpx
 
 
 class ServerProcess:
-    def __init__(self, home, *args: str, model: str = "small"):
+    def __init__(self, home, *args: str, model: str = "small", env: dict | None = None):
         self.home, self.args, self.model = str(home), args, model
+        self.env = {**os.environ, "MOSS_HOME": self.home, **(env or {})}
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -22,13 +23,13 @@ class ServerProcess:
     def moss(self, *args: str) -> subprocess.CompletedProcess:
         """Run another moss command against the same data directory."""
         return subprocess.run([sys.executable, "-m", "moss", *args], capture_output=True, text=True,
-                              env={**os.environ, "MOSS_HOME": self.home}, timeout=60)
+                              env=self.env, timeout=60)
 
     def start(self) -> "ServerProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moss", "serve", "--port", str(self.port), "-m", self.model,
              "--ctx", "2048", *self.args],
-            env={**os.environ, "MOSS_HOME": self.home}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

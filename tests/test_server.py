@@ -292,3 +292,27 @@ def test_feedback_api(client, server):
     question = next(m for m in conv["messages"] if m["role"] == "user")
     assert httpx.post(f"{server.url}/v1/messages/{question['id']}/feedback",
                       json={"kind": "flag"}).status_code == 400  # only answers are judged
+
+
+def test_server_on_postgresql(tmp_path, postgres_url):
+    """The same server with MOSS_DATABASE_URL: migrations, users, answers and feedback in PostgreSQL."""
+    env = {"MOSS_DATABASE_URL": postgres_url}
+    server = ServerProcess(tmp_path, "--auth", env=env)
+    added = server.moss("users", "add", f"pg-{tmp_path.name[-8:]}")
+    assert added.returncode == 0, added.stderr
+    with server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=added.stdout.strip(), max_retries=0)
+        r = client.chat.completions.create(model="moss", messages=ASK, temperature=0, max_tokens=8)
+        answer_id = r.model_extra["moss"]["message_ids"][0]
+        headers = {"Authorization": f"Bearer {added.stdout.strip()}"}
+        assert httpx.post(f"{server.url}/v1/messages/{answer_id}/feedback", headers=headers,
+                          json={"kind": "rating", "rating": "up"}).status_code == 200
+    assert not (tmp_path / "moss.db").exists()  # nothing went to SQLite
+    from moss.store import Store
+    store = Store(postgres_url)
+    try:
+        message = store.messages_by_id({answer_id})[answer_id]
+        assert message.content == r.choices[0].message.content and message.prompt[0]["role"] == "system"
+        assert [f.kind for f in store.feedback_on(message.user_id, [answer_id])[answer_id]] == ["rating"]
+    finally:
+        store.close()
