@@ -1,4 +1,4 @@
-"""The `moss` command: chat, ask and models (more verbs join as their parts land)."""
+"""The `moss` command: chat, ask, serve, models, users and feedback."""
 
 import dataclasses
 import json
@@ -113,7 +113,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
     app = create_app(engine, store, auth=auth, limits=Limits(rate_limit or None, daily_tokens or None))
     err.print(f"Moss serving [bold]{engine.model}[/] on http://{host}:{port} "
-              f"(API at /v1, docs at /docs{', API keys required' if auth else ''})")
+              f"(chat page at /, API at /v1, docs at /docs"
+              f"{', API keys required' if auth else ''})")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
 
