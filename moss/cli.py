@@ -222,6 +222,115 @@ def feedback_stats() -> None:
     Console().print(table)
 
 
+evaluation = typer.Typer(help="Evaluate model versions: bilingual suites, a pairwise judge, reports.",
+                         no_args_is_help=True)
+app.add_typer(evaluation, name="eval")
+
+
+@evaluation.command("run")
+def eval_run(model: Model = None,
+             suite: Annotated[Optional[str], typer.Option(help="Comma-separated suites (default: all).")] = None,
+             full: Annotated[bool, typer.Option("--full", help="Every item the data has (slow).")] = False,
+             quick: Annotated[bool, typer.Option("--quick", help="The few-minute check the learning loop uses.")] = False,
+             parallel: Annotated[int, typer.Option(help="Answers decoded together.")] = 4,
+             threads: Threads = None) -> None:
+    """Run the evaluation suites and store the results for this model version."""
+    from moss import eval_data, evals
+    from moss.eval_suites import SUITES
+    names = [s.strip() for s in suite.split(",")] if suite else list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        fail(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    with _engine(model, 2048, threads, parallel=parallel, max_queue=1000) as engine:
+        try:
+            result = evals.run(engine, names, full=full, quick=quick)
+        except eval_data.EvalDataError as exc:
+            fail(str(exc))
+        except ImportError as exc:
+            fail(f"{exc.name} is missing: pip install 'moss[eval]'")
+    path = evals.save(result)
+    _print_summary(result)
+    err.print(f"{len(result['items'])} items in {result['seconds']:.0f} s; saved {path}")
+
+
+def _print_summary(result: dict) -> None:
+    from moss.eval_report import _title
+    table = Table(title=f"{result['version']} ({result['created']})")
+    for column in ("suite", "English", "中文"):
+        table.add_column(column)
+    for name, langs in result["suites"].items():
+        cells = [f"{langs[lang]['score']:.1%} (n={langs[lang]['n']})" if lang in langs else "-"
+                 for lang in ("en", "zh")]
+        table.add_row(escape(_title(name)), *cells)
+    Console().print(table)
+
+
+@evaluation.command("report")
+def eval_report(output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write.")] = "moss-report.html") -> None:
+    """Write an HTML report with plots of every stored result."""
+    from moss import eval_report, evals
+    results = evals.load_all()
+    if not results:
+        fail("no evaluation results yet: run `moss eval run` first")
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(eval_report.render(results))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    err.print(f"report of {len(results)} results written to {escape(output)}")
+
+
+@evaluation.command("compare")
+def eval_compare(a: Annotated[str, typer.Argument(help="Model A (registry name, .gguf path, hf:...).")],
+                 b: Annotated[str, typer.Argument(help="Model B.")],
+                 judge: Annotated[str, typer.Option(help="Judge: a local model, or an OpenAI-compatible URL.")] = "teacher",
+                 judge_model: Annotated[str, typer.Option("--judge-model", help="Model name at the judge URL.")] = "default",
+                 limit: Annotated[int, typer.Option(help="How many prompts (0 = all).")] = 0,
+                 threads: Threads = None) -> None:
+    """Have a judge model compare A's and B's answers, in both orders; wins, ties, losses."""
+    from moss import judge as judging
+    from moss.eval_suites import Item
+    from moss.evals import answer_all
+    questions = judging.prompts()[:limit or None]
+    items = [Item("compare", "", q, "none", None, 256) for q in questions]
+    answers = []
+    for ref in (a, b):
+        with _engine(ref, 2048, threads, parallel=4, max_queue=1000) as engine:
+            answers.append([text for text, _ in answer_all(engine, items, 4)])
+    if judge.startswith(("http://", "https://")):
+        tallies = judging.compare(questions, *answers, judging.remote_judge(judge, judge_model))
+    else:
+        with _engine(judge, 2048, threads) as judge_engine:
+            tallies = judging.compare(questions, *answers, judging.local_judge(judge_engine))
+    table = Table(title=f"{a} (A) vs {b} (B), judged by {judge}, both orders")
+    for column in ("questions", "A wins", "ties", "B wins", "A win rate", "95% interval"):
+        table.add_column(column)
+    for key, tally in tallies.items():
+        low, high = tally.interval()
+        table.add_row({"all": "all", "en": "English", "zh": "中文"}[key], str(tally.wins), str(tally.ties),
+                      str(tally.losses), f"{tally.win_rate:.0%}", f"{low:.0%}–{high:.0%}")
+    Console().print(table)
+
+
+@app.command()
+def versions() -> None:
+    """List model versions with their latest evaluation scores."""
+    from moss import evals
+    latest = {r["version"]: r for r in evals.load_all()}
+    known = {v.id: v for v in _store().all_versions()}
+    table = Table(title="Model versions")
+    for column in ("version", "status", "created", "latest evaluation (English / 中文)"):
+        table.add_column(column, overflow="fold")
+    for name in list(known) + [v for v in latest if v not in known]:
+        version, result = known.get(name), latest.get(name)
+        scores = " · ".join(f"{suite} {c.get('en', {}).get('score', float('nan')):.0%}/"
+                            f"{c.get('zh', {}).get('score', float('nan')):.0%}"
+                            for suite, c in result["suites"].items()) if result else "not evaluated"
+        table.add_row(escape(name), version.status if version else "-",
+                      version.created_at.strftime("%Y-%m-%d") if version else "-", escape(scores))
+    Console().print(table)
+
+
 def _store():
     from moss.store import Store
     try:

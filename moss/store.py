@@ -222,6 +222,10 @@ class Store(FeedbackStore):
                 s.add(version)
             return version
 
+    def all_versions(self) -> list[ModelVersion]:
+        with self.session() as s:
+            return list(s.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
+
     # ---- conversations ----
 
     def record(self, user_id: int, messages: list[dict], answers: list[Answer],
