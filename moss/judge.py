@@ -14,9 +14,10 @@ from moss.lang import detect
 
 Judge = Callable[[list[dict]], str]  # messages -> the judge's reply
 
-RUBRIC = ("You are a strict judge. Compare two answers to the user's question. Prefer the answer that is "
-          "correct, helpful, honest and harmless, and written in the language of the question. "
-          "Reply with exactly one word: A, B, or tie.")
+RUBRIC = ("You are a strict, fair judge. Two answers to the same question follow. Decide which one is "
+          "more correct, helpful, honest and harmless, and written in the language of the question. The "
+          "order of the answers means nothing. First write one short sentence of reasoning, then a last "
+          "line of exactly: Verdict: A, Verdict: B, or Verdict: tie.")
 
 
 def prompts() -> list[str]:
@@ -28,7 +29,7 @@ def prompts() -> list[str]:
 
 
 def local_judge(engine: Engine) -> Judge:
-    return lambda messages: engine.generate(messages, Sampling(temperature=0, max_tokens=8)).text()
+    return lambda messages: engine.generate(messages, Sampling(temperature=0, max_tokens=96)).text()
 
 
 def remote_judge(url: str, model: str, api_key: str | None = None) -> Judge:
@@ -40,22 +41,26 @@ def remote_judge(url: str, model: str, api_key: str | None = None) -> Judge:
     def ask(messages: list[dict]) -> str:
         r = httpx.post(f"{base}/chat/completions", timeout=120,
                        headers={"Authorization": f"Bearer {key}"} if key else {},
-                       json={"model": model, "messages": messages, "temperature": 0, "max_tokens": 8})
+                       json={"model": model, "messages": messages, "temperature": 0, "max_tokens": 96})
         r.raise_for_status()
         return r.json()["choices"][0]["message"]["content"] or ""
     return ask
 
 
 def parse(reply: str) -> str:
-    """'A', 'B' or 'tie' from the judge's reply (anything unclear counts as a tie)."""
-    found = re.search(r"\b(A|B)\b|tie|平局|相同", reply.strip(), re.IGNORECASE)
+    """'A', 'B' or 'tie' from the judge's reply: its "Verdict:" line, else its first A/B/tie word
+    (anything unclear counts as a tie)."""
+    found = re.search(r"verdict\W*(A|B|tie)\b", reply, re.IGNORECASE) \
+        or re.search(r"\b(A|B)\b|tie|平局|相同", reply.strip(), re.IGNORECASE)
     if not found:
         return "tie"
-    return found.group(1).upper() if found.group(1) else "tie"
+    word = found.group(1) if found.lastindex else None
+    return word.upper() if word and word.upper() in ("A", "B") else "tie"
 
 
 def verdict(judge: Judge, question: str, first: str, second: str) -> str:
-    content = f"Question:\n{question}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}\n\nWhich is better?"
+    content = (f"Question:\n{question}\n\n[Answer A]\n{first}\n[End of answer A]\n\n"
+               f"[Answer B]\n{second}\n[End of answer B]")
     return parse(judge([{"role": "system", "content": RUBRIC}, {"role": "user", "content": content}]))
 
 

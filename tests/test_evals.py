@@ -97,12 +97,13 @@ def test_judge_both_orders_cancel_position_bias():
     always_first = lambda messages: "A"  # noqa: E731  a judge that only ever likes the first answer
     tallies = judge.compare(["What is 2+2?", "二加二等于几？"], ["4", "四"], ["5", "五"], always_first)
     assert (tallies["all"].wins, tallies["all"].ties, tallies["all"].losses) == (0, 2, 0)
-    fair = lambda messages: "A" if "Answer A:\n4" in messages[1]["content"] or "Answer A:\n四" in messages[1]["content"] else "B"  # noqa: E731
+    fair = lambda messages: "Verdict: A" if "[Answer A]\n4" in messages[1]["content"] or "[Answer A]\n四" in messages[1]["content"] else "Verdict: B"  # noqa: E731
     tallies = judge.compare(["What is 2+2?", "二加二等于几？"], ["4", "四"], ["5", "五"], fair)
     assert tallies["all"].wins == 2 and tallies["en"].wins == 1 and tallies["zh"].wins == 1
     low, high = tallies["all"].interval()
     assert 0 < low < tallies["all"].win_rate == 1.0 and high == 1.0
     assert judge.parse("B is better") == "B" and judge.parse("平局") == "tie" and judge.parse("???") == "tie"
+    assert judge.parse("A is shorter, but wrong.\nVerdict: B") == "B" and judge.parse("Verdict: tie") == "tie"
 
 
 def test_tiny_real_run_report_and_cli(small_engine, moss_home, tmp_path):
