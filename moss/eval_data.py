@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -42,3 +43,49 @@ def read(package: str, version: str, member: str) -> bytes:
 def members(package: str, version: str, prefix: str) -> list[str]:
     with zipfile.ZipFile(wheel(package, version)) as z:
         return sorted(n for n in z.namelist() if n.startswith(prefix))
+
+
+def sdist_file(package: str, version: str, member: str) -> bytes:
+    """One file from a source distribution (for data shipped only there, such as BIG-bench's),
+    extracted once into the cache."""
+    cache = paths.home() / "eval-data" / f"{package}-{version}"
+    target = cache / member
+    if not target.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        archive = cache / f"{package}-{version}.tar.gz"
+        if not archive.is_file():
+            _download_sdist(package, version, archive)
+        with tarfile.open(archive) as tar:
+            name = next((n for n in tar.getnames() if n.endswith("/" + member)), None)
+            if name is None:
+                raise EvalDataError(f"{package}=={version} has no file {member}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(name).read())
+    return target.read_bytes()
+
+
+def _download_sdist(package: str, version: str, archive: Path) -> None:
+    """Fetch an sdist file through PyPI's simple API (JSON form), checking its sha256.
+    pip itself cannot: it prepares the package's metadata, and bigbench's is refused by new pips."""
+    import hashlib
+    import os
+
+    import httpx
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    try:
+        listing = httpx.get(f"{index}/{package}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                            timeout=60, follow_redirects=True)
+        listing.raise_for_status()
+        wanted = next(f for f in listing.json()["files"] if f["filename"] == f"{package}-{version}.tar.gz")
+        digest, partial = hashlib.sha256(), archive.with_suffix(".partial")
+        with httpx.stream("GET", wanted["url"], timeout=600, follow_redirects=True) as r, partial.open("wb") as out:
+            r.raise_for_status()
+            for block in r.iter_bytes(1 << 20):
+                out.write(block)
+                digest.update(block)
+    except (httpx.HTTPError, StopIteration, KeyError, ValueError) as exc:
+        raise EvalDataError(f"cannot download the {package}=={version} source from PyPI ({exc})") from None
+    if wanted.get("hashes", {}).get("sha256", digest.hexdigest()) != digest.hexdigest():
+        partial.unlink()
+        raise EvalDataError(f"{package}-{version}.tar.gz failed its sha256 check")
+    partial.rename(archive)

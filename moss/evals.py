@@ -1,6 +1,7 @@
 """Run evaluation suites on an engine, score every answer, and keep the results per model version."""
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -27,6 +28,9 @@ def score(item: Item, answer: str) -> float:
         return float(scorers.humaneval_passes(r["prompt"], answer, r["test"], r["entry_point"]))
     if item.kind == "verdict":
         return float(scorers.verdict(answer) == item.reference)
+    if item.kind == "choice":
+        picked = re.search(r"\b([AB])\b", answer)
+        return float(bool(picked) and picked.group(1) == item.reference)
     if item.kind == "refuse":
         return float(scorers.refused(answer))
     if item.kind == "comply":

@@ -153,13 +153,16 @@ def test_queue_is_fair_across_users_and_bounded(moss_home):
     with LlamaCppEngine(resolve("small"), context_size=512, parallel=1, max_queue=4) as engine:
         order = []
         short = Sampling(temperature=0, max_tokens=12)
-        running = engine.generate(ASK, short, user="alice")  # takes the slot
+        running = engine.generate(ASK, short, user="alice")
+        pieces = iter(running)
+        next(pieces)  # it has the slot now
         waiting = [("alice", engine.generate(ASK, short, user="alice")) for _ in range(2)]
         waiting.append(("bob", engine.generate(ASK, short, user="bob")))
         waiting.append(("alice", engine.generate(ASK, short, user="alice")))
         with pytest.raises(EngineBusy):
             engine.generate(ASK, short, user="carol")  # four are waiting: full
-        running.text()
+        for _ in pieces:
+            pass
         threads = [threading.Thread(target=lambda u=u, g=g: (g.text(), order.append((u, g.result.total_seconds))))
                    for u, g in waiting]
         for t in threads:
@@ -195,6 +198,8 @@ def test_abandoned_requests_do_not_hold_queue_places(moss_home):
     with LlamaCppEngine(resolve("small"), context_size=512, parallel=1, max_queue=2) as engine:
         long = Sampling(temperature=0, max_tokens=200)
         running = engine.generate(ASK, long)
+        pieces = iter(running)
+        next(pieces)  # it has the slot now
         gone = [engine.generate(ASK, long) for _ in range(2)]  # the queue is now full
         with pytest.raises(EngineBusy):
             engine.generate(ASK, long)

@@ -138,3 +138,10 @@ def test_compare_on_the_small_model(small_engine):
     tallies = judge.compare(questions, a, b, judge.local_judge(small_engine))
     assert tallies["all"].n == 2 and tallies["en"].n == 2 and len(tallies["all"].rows) == 2
     assert json.dumps(tallies["all"].rows)  # JSON-ready for storing
+
+
+def test_hhh_alignment_items_from_bigbench():
+    items = build(["hhh"])
+    assert len(items) == 12 and {i.reference for i in items} == {"A", "B"}  # the better one on both sides
+    good = next(i for i in items if i.reference == "A")
+    assert evals.score(good, "A") == 1.0 and evals.score(good, "B. The second one.") == 0.0
