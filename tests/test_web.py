@@ -160,8 +160,9 @@ def test_regenerate_and_edit_make_branches(page, server):
     user.locator("[data-testid=branch-prev]").click()
     assert "Name a fruit." in page.locator("[data-testid=msg-user]").first.inner_text()
     assert last_answer(page).locator("[data-testid=branch-count]").inner_text() == "2/2"
-    texts = [m["content"] for m in conversation(server, page)["messages"]]
-    assert "Name a fruit." in texts and "Name a vegetable." in texts and first_answer.strip() in "".join(texts)
+    texts = [" ".join(m["content"].split()) for m in conversation(server, page)["messages"]]
+    assert "Name a fruit." in texts and "Name a vegetable." in texts
+    assert " ".join(first_answer.split()) in texts  # the first answer is kept beside its regeneration
 
 
 def test_sidebar_rename_search_delete(page):
