@@ -83,7 +83,7 @@ def summarize(rows: list[dict]) -> dict:
         cell = out.setdefault(row["suite"], {}).setdefault(row["lang"], {"score": 0.0, "n": 0})
         cell["score"] += row["score"]
         cell["n"] += 1
-    prose = [r for r in rows if r["suite"] not in ("code", "math")]
+    prose = [r for r in rows if r["suite"] not in ("code", "math", "hhh", "law")]  # not letters or code
     for lang in ("en", "zh"):
         asked = [r for r in prose if r["lang"] == lang]
         if asked:
