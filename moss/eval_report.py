@@ -43,7 +43,9 @@ def lines(results: list[dict], suite: str) -> str:
     width, height, top, left = 420, 160, 14, 40
     step = (width - left - 30) / max(1, len(results) - 1)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 50}" role="img">',
-           f'<rect x="{left}" y="{top}" width="{width - left - 20}" height="{height}" fill="none" stroke="#ddd"/>']
+           f'<rect x="{left}" y="{top}" width="{width - left - 20}" height="{height}" fill="none" stroke="#ddd"/>',
+           f'<text x="{left - 4}" y="{top + 4}" font-size="9" text-anchor="end">100%</text>'
+           f'<text x="{left - 4}" y="{top + height}" font-size="9" text-anchor="end">0%</text>']
     for lang, colour in (("en", EN), ("zh", ZH)):
         points = [(left + 10 + step * i, top + height - height * r["suites"][suite][lang]["score"])
                   for i, r in enumerate(results) if lang in r["suites"].get(suite, {})]
