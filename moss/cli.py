@@ -323,8 +323,8 @@ def versions() -> None:
         table.add_column(column, overflow="fold")
     for name in list(known) + [v for v in latest if v not in known]:
         version, result = known.get(name), latest.get(name)
-        scores = " · ".join(f"{suite} {c.get('en', {}).get('score', float('nan')):.0%}/"
-                            f"{c.get('zh', {}).get('score', float('nan')):.0%}"
+        pct = lambda cell: f"{cell['score']:.0%}" if cell else "-"  # noqa: E731
+        scores = " · ".join(f"{suite} {pct(c.get('en'))}/{pct(c.get('zh'))}"
                             for suite, c in result["suites"].items()) if result else "not evaluated"
         table.add_row(escape(name), version.status if version else "-",
                       version.created_at.strftime("%Y-%m-%d") if version else "-", escape(scores))
