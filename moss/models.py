@@ -59,10 +59,15 @@ ALIASES = {"default": DEFAULT, "teacher": "qwen2.5-coder-1.5b-instruct",
            "small": "smollm2-135m-instruct"}
 
 
+def _canonical(ref: str | None) -> tuple[str, str]:
+    """The reference as given (default filled in) and its registry name if it is an alias."""
+    ref = (ref or DEFAULT).strip()
+    return ref, ALIASES.get(ref, ref)
+
+
 def resolve(ref: str | None = None, verify: bool = False) -> Path:
     """A ready GGUF file for a registry name, an alias, a local .gguf path or hf:OWNER/REPO/FILE."""
-    ref = (ref or DEFAULT).strip()
-    name = ALIASES.get(ref, ref)
+    ref, name = _canonical(ref)
     if name in REGISTRY:
         return ensure(REGISTRY[name], verify=verify)
     if ref.startswith("hf:"):
@@ -77,7 +82,7 @@ def resolve(ref: str | None = None, verify: bool = False) -> Path:
 
 def display_name(ref: str | None, path: Path) -> str:
     """The registry name for registry models and aliases, the file's stem for anything else."""
-    name = ALIASES.get((ref or DEFAULT).strip(), (ref or DEFAULT).strip())
+    name = _canonical(ref)[1]
     return name if name in REGISTRY else path.stem
 
 

@@ -64,9 +64,7 @@ class FeedbackStore:
     def set_feedback(self, user_id: int, message_id: str, kind: str, value: dict) -> Feedback:
         """Record or change a judgment of an assistant message."""
         with self.session.begin() as s:
-            message = s.get(Message, message_id)
-            if message is None or message.user_id != user_id:
-                raise LookupError(f"no message '{message_id}'")
+            message = _owned_message(s, user_id, message_id)
             if message.role != "assistant":
                 raise ValueError("feedback applies to assistant messages only")
             if kind == "comparison":
@@ -74,8 +72,7 @@ class FeedbackStore:
                 if other is None or other.user_id != user_id or other.parent_id != message.parent_id \
                         or other.role != "assistant" or other.id == message.id:
                     raise ValueError("a comparison needs another answer to the same question")
-            row = s.scalar(select(Feedback).where(Feedback.message_id == message_id,
-                                                  Feedback.user_id == user_id, Feedback.kind == kind))
+            row = _feedback_row(s, user_id, message_id, kind)
             if row is None:
                 row = Feedback(message_id=message_id, user_id=user_id, kind=kind)
                 s.add(row)
@@ -84,8 +81,7 @@ class FeedbackStore:
 
     def withdraw_feedback(self, user_id: int, message_id: str, kind: str) -> None:
         with self.session.begin() as s:
-            row = s.scalar(select(Feedback).where(Feedback.message_id == message_id,
-                                                  Feedback.user_id == user_id, Feedback.kind == kind))
+            row = _feedback_row(s, user_id, message_id, kind)
             if row is None:
                 raise LookupError(f"no {kind} feedback on message '{message_id}'")
             s.delete(row)
@@ -313,10 +309,7 @@ class Store(FeedbackStore):
 
     def message(self, user_id: int, message_id: str) -> Message:
         with self.session() as s:
-            message = s.get(Message, message_id)
-            if message is None or message.user_id != user_id:
-                raise LookupError(f"no message '{message_id}'")
-            return message
+            return _owned_message(s, user_id, message_id)
 
     def rename(self, user_id: int, conversation_id: str, title: str) -> Conversation:
         with self.session.begin() as s:
@@ -327,6 +320,18 @@ class Store(FeedbackStore):
     def delete(self, user_id: int, conversation_id: str) -> None:
         with self.session.begin() as s:
             s.delete(self._conversation(s, user_id, conversation_id))
+
+
+def _owned_message(s: Session, user_id: int, message_id: str) -> Message:
+    message = s.get(Message, message_id)
+    if message is None or message.user_id != user_id:  # others' look like missing
+        raise LookupError(f"no message '{message_id}'")
+    return message
+
+
+def _feedback_row(s: Session, user_id: int, message_id: str, kind: str) -> Feedback | None:
+    return s.scalar(select(Feedback).where(Feedback.message_id == message_id,
+                                           Feedback.user_id == user_id, Feedback.kind == kind))
 
 
 def _title(messages: list[dict]) -> str:

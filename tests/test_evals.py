@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from moss import eval_report, evals, judge
 from moss import eval_scorers as s

@@ -29,7 +29,7 @@ def test_writes_outside_its_directory_are_blocked(tmp_path):
                  f"import os; os.close(os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT))",
                  f"import shutil; shutil.copyfile(__file__, {str(target)!r})",
                  f"import os; os.rename(__file__, {str(target)!r})",
-                 f"open('../escaped.txt', 'w').write('x')"):
+                 "open('../escaped.txt', 'w').write('x')"):
         r = run_python(code)
         assert not r.ok and "not allowed" in r.stderr, (code, r.stderr)
         assert not target.exists()
