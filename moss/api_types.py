@@ -228,5 +228,6 @@ class Deleted(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model: str
+    version: str  # the model version answering now (the base, or a trained version)
     queued: int
     active: int

@@ -57,6 +57,7 @@ class Scheduler:
         self._waiting: dict[str, deque[Job]] = {}  # per user, served round-robin
         self._turns: deque[str] = deque()
         self._calls: deque[tuple[Callable[[], None], threading.Event]] = deque()
+        self._idle_calls: deque[tuple[Callable[[], None], threading.Event]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="moss-decoder", daemon=True)
@@ -94,13 +95,23 @@ class Scheduler:
                 job.generation.result.finish_reason = "cancelled"
                 job.generation._emit_end()
 
-    def call(self, fn: Callable[[], None]) -> None:
-        """Run fn on the decoder thread between steps, and wait for it."""
-        done = threading.Event()
+    def call(self, fn: Callable[[], None], when_idle: bool = False) -> None:
+        """Run fn on the decoder thread between steps, and wait for it. With when_idle, first let
+        the running answers finish (admitting no new ones): for changes such as swapping the
+        model's adapter, which must not happen in the middle of an answer."""
+        done, failure = threading.Event(), []
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:  # raised in the caller's thread, not the decoder's
+                failure.append(exc)
         with self._cond:
-            self._calls.append((fn, done))
+            (self._idle_calls if when_idle else self._calls).append((guarded, done))
             self._cond.notify()
         done.wait()
+        if failure:
+            raise failure[0]
 
     def close(self) -> None:
         with self._cond:
@@ -114,13 +125,17 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._closed or self._calls or self._turns or self.active):
+                while not (self._closed or self._calls or self._idle_calls or self._turns or self.active):
                     self._cond.wait()
                 if self._closed:
                     break
                 calls, self._calls = list(self._calls), deque()
+                if self._idle_calls and not self.active:
+                    calls += self._idle_calls
+                    self._idle_calls = deque()
                 try:
-                    self._admit()
+                    if not self._idle_calls:
+                        self._admit()
                 except Exception as exc:  # a request that cannot start fails alone
                     for slot in self.slots:
                         if slot.job and slot.job.sampler is None:
@@ -146,7 +161,7 @@ class Scheduler:
             for queue in self._waiting.values():
                 for job in queue:
                     job.generation._emit_end(EngineError("the engine is shut down"))
-            for _, done in self._calls:
+            for _, done in [*self._calls, *self._idle_calls]:
                 done.set()
 
     def _next_waiting(self) -> Job | None:

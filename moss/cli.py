@@ -126,11 +126,13 @@ app.add_typer(users, name="users")
 @users.command("add")
 def users_add(name: str,
               rate_limit: Annotated[Optional[int], typer.Option("--rate-limit", help="Requests per minute.")] = None,
-              daily_tokens: Annotated[Optional[int], typer.Option("--daily-tokens", help="Tokens per day.")] = None) -> None:
+              daily_tokens: Annotated[Optional[int], typer.Option("--daily-tokens", help="Tokens per day.")] = None,
+              admin: Annotated[bool, typer.Option("--admin", help="May start learning and switch versions.")] = False,
+              ) -> None:
     """Add a user and print their API key (shown only this once)."""
     from moss.store import StoreError
     try:
-        _, key = _store().add_user(name, rate_limit, daily_tokens)
+        _, key = _store().add_user(name, rate_limit, daily_tokens, admin)
     except StoreError as exc:
         fail(str(exc))
     err.print(f"user [bold]{escape(name)}[/] added; their API key (it will not be shown again):")
@@ -313,22 +315,126 @@ def eval_compare(a: Annotated[str, typer.Argument(help="Model A (registry name, 
 
 
 @app.command()
-def versions() -> None:
-    """List model versions with their latest evaluation scores."""
+def versions(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False) -> None:
+    """List model versions: which serves, what each learned, its checks and latest evaluation."""
     from moss import evals
     latest = {r["version"]: r for r in evals.load_all()}
     known = {v.id: v for v in _store().all_versions()}
+    if as_json:
+        for v in known.values():
+            print(json.dumps({"id": v.id, "status": v.status, "parent": v.parent_id, "base": v.base_model,
+                              "created": v.created_at.isoformat(), "learned": len(v.details.get("learned", [])),
+                              "reasons": v.details.get("report", {}).get("reasons", []),
+                              "general": v.details.get("general")}, ensure_ascii=False))
+        return
     table = Table(title="Model versions")
-    for column in ("version", "status", "created", "latest evaluation (English / 中文)"):
+    for column in ("version", "status", "parent", "created", "learned / checks", "latest evaluation (English / 中文)"):
         table.add_column(column, overflow="fold")
     for name in list(known) + [v for v in latest if v not in known]:
         version, result = known.get(name), latest.get(name)
         pct = lambda cell: f"{cell['score']:.0%}" if cell else "-"  # noqa: E731
         scores = " · ".join(f"{suite} {pct(c.get('en'))}/{pct(c.get('zh'))}"
                             for suite, c in result["suites"].items()) if result else "not evaluated"
-        table.add_row(escape(name), version.status if version else "-",
-                      version.created_at.strftime("%Y-%m-%d") if version else "-", escape(scores))
+        status = version.status if version else "-"
+        table.add_row(escape(name), f"[bold green]{status}[/]" if status == "serving" else status,
+                      escape(version.parent_id or "-") if version else "-",
+                      version.created_at.strftime("%Y-%m-%d %H:%M") if version else "-",
+                      escape(_checks(version)) if version else "-", escape(scores))
     Console().print(table)
+
+
+def _checks(version) -> str:
+    """One cell: how many items a trained version learned, and its verification's outcome."""
+    report = version.details.get("report")
+    if not report:
+        return "base model"
+    chosen = report.get("chosen") or {}
+    taught = " ".join(f"{lang} {cell['passed']:.0%}" for lang, cell in chosen.get("taught", {}).items())
+    general = report.get("general", {})
+    text = f"{len(version.details.get('learned', []))} learned ({taught})"
+    if general.get("candidate"):
+        text += " · general " + "/".join(f"{general['parent'].get(k, 0):.0%}→{v:.0%}"
+                                         for k, v in general["candidate"].items())
+    if report.get("reasons"):
+        text += " · " + "; ".join(report["reasons"])
+    return text
+
+
+@app.command()
+def learn(model: Model = None, threads: Threads = None,
+          min_items: Annotated[int, typer.Option("--min-items", help="Fewest new items worth a cycle.")] = 1,
+          margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = 0.05,
+          general_check: Annotated[bool, typer.Option("--general-check/--no-general-check",
+                                                      help="Run the general bilingual suite before promoting.")] = True,
+          ) -> None:
+    """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
+    from moss import learn as learning
+    path = _resolve(model)
+    options = learning.Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check)
+    try:
+        report = learning.run(_store(), models.display_name(model, path), path, options,
+                              log=lambda line: err.print(escape(line)))
+    except learning.LearnError as exc:
+        fail(str(exc))
+    except ImportError as exc:
+        fail(f"learning needs the training extra: pip install 'moss[train]' ({exc})")
+    print(json.dumps({"version": report.version, "status": report.status, "reasons": report.reasons,
+                      "taught": report.chosen.get("taught"), "general": report.general,
+                      "seconds": report.seconds}, ensure_ascii=False))
+    if report.status != "serving":
+        raise typer.Exit(1)
+
+
+@app.command()
+def distill(teacher_url: Annotated[Optional[str], typer.Option("--teacher-url", help="OpenAI-compatible endpoint of the teacher (key: MOSS_TEACHER_API_KEY or OPENAI_API_KEY).")] = None,
+            teacher_model: Annotated[str, typer.Option("--teacher-model", help="Model name at --teacher-url.")] = "moss",
+            teacher: Annotated[str, typer.Option("--teacher", help="Without --teacher-url: a model Moss runs itself.")] = "teacher",
+            model: Model = None, threads: Threads = None,
+            limit: Annotated[Optional[int], typer.Option(help="At most this many prompts per stage.")] = None,
+            answers: Annotated[bool, typer.Option("--answers/--no-answers", help="The teacher answers stored prompts (SFT).")] = True,
+            judge_samples: Annotated[int, typer.Option("--judge-samples", help="Student answers per prompt the teacher ranks (DPO); 0 = skip.")] = 0,
+            self_instruct: Annotated[int, typer.Option("--self-instruct", help="New prompts the teacher writes and answers.")] = 0,
+            ) -> None:
+    """Learn from another model: teacher answers to real prompts, AI preferences, self-instruct.
+    The records go through `moss learn` (and its verification) like people's corrections."""
+    from moss import distill as distilling
+    from moss import self_instruct as instructing
+    from moss.teacher import TeacherError, local, remote
+    store = _store()
+    chosen = remote(teacher_url, teacher_model) if teacher_url else local(_engine(teacher, 4096, threads, parallel=4))
+    counts = {}
+    try:
+        if answers:
+            counts["teacher answers"] = distilling.answers(store, chosen, limit)
+        if judge_samples > 1:
+            with _engine(model, 4096, threads, parallel=4) as student:
+                counts["AI preferences"] = distilling.preferences(store, student, chosen, limit, judge_samples)
+        if self_instruct:
+            counts["self-instruct"] = instructing.generate(store, chosen, self_instruct)
+    except TeacherError as exc:
+        fail(str(exc))
+    finally:
+        chosen.close()
+    for stage, tally in counts.items():
+        err.print(f"{stage}: {tally.get('kept', 0)} kept, " + (", ".join(
+            f"{n} dropped ({reason})" for reason, n in tally.items() if reason != "kept") or "none dropped"))
+    print(json.dumps({stage: dict(tally) for stage, tally in counts.items()}, ensure_ascii=False))
+    err.print("next: moss learn (trains on them, verifies, serves only if it passes)")
+
+
+@app.command()
+def rollback(version: Annotated[Optional[str], typer.Argument(help="Version to serve (default: the serving one's parent).")] = None,
+             model: Model = None) -> None:
+    """Switch back to an earlier model version; a running server follows within seconds."""
+    from moss.learn import LearnError
+    from moss.learn import rollback as roll
+    from moss.store import StoreError
+    path = _resolve(model)
+    try:
+        chosen = roll(_store(), models.display_name(model, path), version)
+    except (LearnError, StoreError) as exc:
+        fail(str(exc))
+    err.print(f"now serving [bold]{escape(chosen.id)}[/]")
 
 
 def _store():
@@ -360,10 +466,13 @@ def _engine(model: str | None, ctx: int, threads: int | None, **options):
         fail(f"--ctx must be at least 256 tokens, got {ctx}")
     path = _resolve(model)
     try:
-        return LlamaCppEngine(path, models.display_name(model, path), context_size=ctx,
-                              threads=threads, **options)
+        engine = LlamaCppEngine(path, models.display_name(model, path), context_size=ctx,
+                                threads=threads, **options)
     except EngineError as exc:
         fail(str(exc))
+    from moss.admin import follow
+    follow(engine, _store())  # answer with the version that serves (a trained one, after moss learn)
+    return engine
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ class Result:
     dropped_messages: int = 0  # oldest messages left out to fit the context window
     prompt: list[Message] = field(default_factory=list)  # exactly what the model was given
     seed: int | None = None  # the sampling seed used, so the answer can be reproduced
+    model_version: str = ""  # which model version answered (base or base + adapter)
     time_to_first_token: float = 0.0  # from submission, so it includes waiting in the queue
     total_seconds: float = 0.0
 

@@ -40,6 +40,15 @@ def answer_match(answer: str, reference: str, threshold: float = 0.6) -> bool:
     return sum(u in found for u in units) / len(units) >= threshold
 
 
+def covers(answer: str, reference: str, known: list[str], threshold: float = 0.6) -> bool:
+    """The answer holds what is new in the reference: its content units that none of the `known`
+    texts has (for a correction: not in the question, not in the wrong answer it replaced)."""
+    seen = {u for text in known for u in _units(text)}
+    units = [u for u in _units(reference) if u not in seen] or _units(reference)
+    found = set(_units(answer))
+    return bool(units) and sum(u in found for u in units) / len(units) >= threshold
+
+
 REFUSAL = re.compile("|".join([
     r"\bi(?:'m| am)? (?:sorry|afraid)\b", r"\bi (?:can(?:no|')t|cannot|won't|will not|must decline|am unable|'m unable)\b",
     r"\b(?:can(?:no|')t|cannot|unable to) (?:help|assist|provide|comply|fulfil|support)",

@@ -69,7 +69,7 @@ def run(engine: Engine, names: list[str] | None = None, full: bool = False, quic
                          "score": score(item, answer), "seconds": round(seconds, 2),
                          "answer_lang": detect(answer)})
             bar.advance(1)
-    return {"version": engine.model, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"version": getattr(engine, "version", engine.model), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - start, 1), "full": full, "quick": quick, "seed": seed,
             "suites": summarize(rows), "items": rows}
 

@@ -1,5 +1,6 @@
 """The embedded engine: a GGUF model run in-process by llama.cpp, several streams batched together."""
 
+import ctypes
 import os
 import random
 import time
@@ -23,6 +24,9 @@ class LlamaCppEngine:
                  max_queue: int = 64):
         self.path = Path(model_path)
         self.model = model or self.path.stem
+        self.version = self.model  # the model version answering now: the base, or base + adapter
+        self.adapter: Path | None = None
+        self._adapters: dict[Path, object] = {}  # loaded once, kept until the model is freed
         self.context_size, self.parallel = context_size, parallel
         threads = threads or os.cpu_count() or 1
         set_verbose(False)  # llama.cpp's own log: errors only
@@ -70,6 +74,12 @@ class LlamaCppEngine:
     def encode(self, messages: list[Message]) -> list[int]:
         return self.tokenize(self.template.render(messages))
 
+    def answer_tokens(self, text: str) -> list[int]:
+        """An assistant answer as the model generates it: its tokens, then the end of turn."""
+        eot = self._model.token_eot()
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False) + [
+            eot if eot >= 0 else self._model.token_eos()]
+
     def _shorten(self, text: str, n: int) -> str:
         tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         return self._model.detokenize(tokens[n:]).decode("utf-8", errors="ignore")
@@ -99,9 +109,36 @@ class LlamaCppEngine:
         fitted = self.fit(with_system(messages, system), sampling.max_tokens)
         generation = Generation(Result(prompt_tokens=len(fitted.tokens),
                                        dropped_messages=fitted.dropped, prompt=fitted.messages,
-                                       seed=sampling.seed))
+                                       seed=sampling.seed, model_version=self.version))
         self.scheduler.submit(Job(fitted.tokens, sampling, user, generation, start=start))
         return generation
+
+    def set_adapter(self, path: Path | None, version: str | None = None) -> None:
+        """Serve with a LoRA adapter GGUF (None: the base model alone), from the next answer on.
+        Answers already running finish first; cached prompts are dropped, as their keys and values
+        came from the other weights."""
+        adapter = None
+        if path is not None:
+            path = Path(path)
+            if path not in self._adapters:
+                loaded = llama_cpp.llama_adapter_lora_init(self._model.model, str(path).encode())
+                if not loaded:
+                    raise EngineError(f"cannot load the LoRA adapter {path}")
+                self._adapters[path] = loaded
+            adapter = self._adapters[path]
+
+        def swap() -> None:
+            if adapter is None:
+                code = llama_cpp.llama_set_adapters_lora(self._ctx.ctx, None, 0, None)
+            else:
+                code = llama_cpp.llama_set_adapters_lora(
+                    self._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
+                    (ctypes.c_float * 1)(1.0))
+            if code != 0:
+                raise EngineError(f"llama.cpp refused the adapter {path} ({code})")
+            self.scheduler.clear_cache()
+            self.adapter, self.version = path, version or (self.model if path is None else path.stem)
+        self.scheduler.call(swap, when_idle=True)
 
     def clear_cache(self) -> None:
         """Forget cached prompts, so the next request prefills from scratch."""

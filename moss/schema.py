@@ -20,6 +20,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)  # may start learning, switch versions
     rate_limit: Mapped[int | None] = mapped_column(Integer)  # requests per minute; None: server default
     daily_tokens: Mapped[int | None] = mapped_column(Integer)  # None: server default
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
@@ -44,7 +45,7 @@ class ModelVersion(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
     path: Mapped[str] = mapped_column(Text)  # the GGUF (or adapter) file it serves from
     sha256: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="serving")
+    status: Mapped[str] = mapped_column(String(20), default="serving")  # serving | retired | failed
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # dataset, hyper-parameters, metrics
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
@@ -99,3 +100,22 @@ class Feedback(Base):
 
     # One judgment of each kind per person and message: changing it updates the row.
     __table_args__ = (UniqueConstraint("message_id", "user_id", "kind", name="uq_feedback_once"),)
+
+
+class TrainingRecord(Base):
+    """Training data that did not come from a person's feedback: a teacher's answer to a real
+    prompt, a judge's preference between two answers, or a self-instructed prompt and answer."""
+    __tablename__ = "training_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), index=True)  # teacher | judge | self-instruct
+    kind: Mapped[str] = mapped_column(String(10))  # sft | dpo
+    lang: Mapped[str] = mapped_column(String(10))
+    prompt: Mapped[list[Any]] = mapped_column()  # the conversation the answer follows
+    chosen: Mapped[str] = mapped_column(Text)
+    rejected: Mapped[str | None] = mapped_column(Text)  # dpo only
+    origin: Mapped[str] = mapped_column(String(200), index=True)  # what it came from (message id, seed), to do it once
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | learned | dropped
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it was dropped
+    teacher: Mapped[str] = mapped_column(String(200), default="")
+    version_id: Mapped[str | None] = mapped_column(String(200))  # the version that learned it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

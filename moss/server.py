@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from moss import admin, models
 from moss.access import Access, ApiError, Limits
 from moss.api_types import (ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Choice,
                             ChunkChoice, ConversationCreate, ConversationDetail, ConversationList,
@@ -50,9 +51,21 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     aliases = {engine.model, "moss", "default"}
     started = int(time.time())
 
+    stop = threading.Event()
+    follows = hasattr(engine, "set_adapter")  # the embedded engine serves trained versions
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        keeper = None
+        if follows:
+            await run_in_threadpool(admin.follow, engine, store)
+            keeper = threading.Thread(target=admin.housekeeping, args=(engine, store, stop),
+                                      name="moss-housekeeping", daemon=True)
+            keeper.start()
         yield
+        stop.set()
+        if keeper is not None:
+            keeper.join()
         await run_in_threadpool(engine.close)
         store.close()
 
@@ -175,11 +188,15 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         _found(lambda: store.withdraw_feedback(who.user.id, message_id, kind))
         return FeedbackWithdrawn(message_id=message_id, kind=kind)
 
+    if follows:
+        ref = engine.model if engine.model in models.REGISTRY else str(engine.path)
+        app.include_router(admin.router(engine, store, caller, admin.Learner(ref)))
+
     # ---- operations ----
 
     @app.get("/health", response_model=Health, summary="Liveness and load")
     def health():
-        return Health(model=engine.model, queued=scheduler.queued if scheduler else 0,
+        return Health(model=engine.model, version=getattr(engine, "version", engine.model), queued=scheduler.queued if scheduler else 0,
                       active=scheduler.active if scheduler else 0)
 
     @app.get("/metrics", summary="Prometheus metrics")
@@ -276,7 +293,7 @@ def _usage(generations: list[Generation]) -> Usage:
 
 
 def _answers(generations: list[Generation], sampling: Sampling, version: str) -> list[Answer]:
-    return [Answer(content=r.text, model_version_id=version, prompt=r.prompt,
+    return [Answer(content=r.text, model_version_id=r.model_version or version, prompt=r.prompt,
                    sampling={**sampling.__dict__, "seed": r.seed}, prompt_tokens=r.prompt_tokens,
                    completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
                    finish_reason=r.finish_reason, latency_ms=int(r.total_seconds * 1000),

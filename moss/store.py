@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moss import paths
-from moss.schema import ApiKey, Conversation, Feedback, Message, ModelVersion, User, now
+from moss.schema import ApiKey, Conversation, Feedback, Message, ModelVersion, TrainingRecord, User, now
 
 LOCAL_USER = "local"  # the single user of a server running without --auth
 
@@ -144,12 +144,12 @@ class Store(FeedbackStore):
     # ---- users and keys ----
 
     def add_user(self, name: str, rate_limit: int | None = None,
-                 daily_tokens: int | None = None) -> tuple[User, str]:
+                 daily_tokens: int | None = None, admin: bool = False) -> tuple[User, str]:
         """A new user and their first API key (shown once: only its hash is kept)."""
         with self.session.begin() as s:
             if s.scalar(select(User).where(User.name == name)):
                 raise StoreError(f"user '{name}' already exists")
-            user = User(name=name, rate_limit=rate_limit, daily_tokens=daily_tokens)
+            user = User(name=name, rate_limit=rate_limit, daily_tokens=daily_tokens, admin=admin)
             s.add(user)
             s.flush()
             key = self._new_key(s, user)
@@ -193,7 +193,7 @@ class Store(FeedbackStore):
         with self.session.begin() as s:
             user = s.scalar(select(User).where(User.name == LOCAL_USER))
             if user is None:
-                user = User(name=LOCAL_USER)
+                user = User(name=LOCAL_USER, admin=True)  # the machine's owner
                 s.add(user)
             return user
 
@@ -211,6 +211,7 @@ class Store(FeedbackStore):
 
     def register_version(self, version_id: str, base_model: str, path: str,
                          sha256: str | None = None) -> ModelVersion:
+        """Record a base model the first time it serves; it serves until a trained version does."""
         with self.session.begin() as s:
             version = s.get(ModelVersion, version_id)
             if version is None:
@@ -218,9 +219,86 @@ class Store(FeedbackStore):
                 s.add(version)
             return version
 
+    def add_version(self, version: ModelVersion) -> ModelVersion:
+        """Record a trained version (serving or failed) in one transaction."""
+        with self.session.begin() as s:
+            if version.status == "serving":
+                self._retire(s, version.base_model)
+            s.add(version)
+            return version
+
+    def version(self, version_id: str) -> ModelVersion:
+        with self.session() as s:
+            version = s.get(ModelVersion, version_id)
+            if version is None:
+                raise StoreError(f"no model version '{version_id}' (see moss versions)")
+            return version
+
+    def update_details(self, version_id: str, **details) -> None:
+        """Add facts measured later (such as its general score) to a version's details."""
+        with self.session.begin() as s:
+            version = s.get(ModelVersion, version_id)
+            version.details = {**version.details, **details}
+
+    def serving_version(self, base_model: str) -> ModelVersion | None:
+        """The version of a base model that answers now (the newest one marked serving)."""
+        with self.session() as s:
+            return s.scalar(select(ModelVersion).where(ModelVersion.base_model == base_model,
+                                                       ModelVersion.status == "serving")
+                            .order_by(ModelVersion.created_at.desc()).limit(1))
+
+    def promote(self, version_id: str) -> ModelVersion:
+        """Make a version (trained or the base) the one that serves; the others of its base retire."""
+        with self.session.begin() as s:
+            version = s.get(ModelVersion, version_id)
+            if version is None:
+                raise StoreError(f"no model version '{version_id}' (see moss versions)")
+            if version.status == "failed":
+                raise StoreError(f"version '{version_id}' failed verification and cannot serve")
+            self._retire(s, version.base_model)
+            version.status = "serving"
+            return version
+
+    @staticmethod
+    def _retire(s: Session, base_model: str) -> None:
+        for other in s.scalars(select(ModelVersion).where(ModelVersion.base_model == base_model,
+                                                          ModelVersion.status == "serving")):
+            other.status = "retired"
+
     def all_versions(self) -> list[ModelVersion]:
         with self.session() as s:
             return list(s.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
+
+    # ---- training records from teachers, judges and self-instruct ----
+
+    def add_records(self, records: list[TrainingRecord]) -> None:
+        with self.session.begin() as s:
+            s.add_all(records)
+
+    def records(self, status: str | None = None, source: str | None = None) -> list[TrainingRecord]:
+        with self.session() as s:
+            stmt = select(TrainingRecord).order_by(TrainingRecord.id)
+            if status:
+                stmt = stmt.where(TrainingRecord.status == status)
+            if source:
+                stmt = stmt.where(TrainingRecord.source == source)
+            return list(s.scalars(stmt))
+
+    def record_origins(self, source: str) -> set[str]:
+        """What a source already made records from (kept or dropped), so it is not done twice."""
+        with self.session() as s:
+            return set(s.scalars(select(TrainingRecord.origin).where(TrainingRecord.source == source)))
+
+    def mark_learned(self, ids: list[int], version_id: str) -> None:
+        with self.session.begin() as s:
+            for row in s.scalars(select(TrainingRecord).where(TrainingRecord.id.in_(ids))):
+                row.status, row.version_id = "learned", version_id
+
+    def user_prompts(self) -> list[tuple[Message, list[dict]]]:
+        """Every user message with the conversation before it, oldest first (for distillation)."""
+        with self.session() as s:
+            rows = list(s.scalars(select(Message).where(Message.role == "user").order_by(Message.created_at)))
+        return [(m, self.context(m)) for m in rows]
 
     # ---- conversations ----
 

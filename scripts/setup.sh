@@ -16,6 +16,12 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 
 extras=$(IFS=,; echo "$*")
+# torch first, from its CPU build: left to the resolver, the train extra would pull CUDA wheels.
+if [[ ",$extras," =~ ,(train|test), ]] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  echo "moss setup: installing torch 2.13.0 (CPU build)"
+  .venv/bin/python -m pip install --quiet --progress-bar off torch==2.13.0 \
+    || { echo "error: installing torch failed (see above)" >&2; exit 1; }
+fi
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then

@@ -1,0 +1,157 @@
+"""Benchmark of the learning loop (issue 6): teach facts through the feedback API, learn, probe.
+
+From the default model, in a fresh data directory: ask 20 questions about a fictional
+organisation (10 English, 10 Chinese) through a running `moss serve`, correct every answer
+through the feedback API, run `moss learn`, wait for the server to switch versions without a
+restart, and probe again on the original questions and 3 unseen wordings each. Then 20 more
+facts in a second cycle, and the first 20 again (retention). One comparison per line.
+
+    python bench/learn.py [--model default] [--facts 10]   # --facts: per language per cycle"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+sys.path.insert(0, str(Path(__file__).parent))
+from learn_facts import CYCLE_1, CYCLE_2  # noqa: E402
+
+from moss import paths  # noqa: E402
+
+
+def right(answer: str, keys: list[str]) -> bool:
+    return any(k.lower() in answer.lower() for k in keys)
+
+
+def ask(client: OpenAI, question: str) -> tuple[str, str]:
+    reply = client.chat.completions.create(model="moss", temperature=0, max_tokens=80,
+                                           messages=[{"role": "user", "content": question}])
+    return reply.choices[0].message.content, reply.moss["message_ids"][0]
+
+
+def probe(client: OpenAI, facts: list) -> dict:
+    """Accuracy per language on the original questions and on the unseen wordings."""
+    out = {}
+    for lang, subset in (("en", [f for f in facts if f[0].isascii()]), ("zh", [f for f in facts if not f[0].isascii()])):
+        original = sum(right(ask(client, q)[0], keys) for q, _, keys, _ in subset)
+        others = [right(ask(client, p)[0], keys) for _, _, keys, wordings in subset for p in wordings]
+        out[lang] = {"original": original / len(subset), "paraphrases": sum(others) / len(others), "n": len(subset)}
+    return out
+
+
+def teach(client: OpenAI, base: str, facts: list) -> None:
+    for question, answer, _, _ in facts:
+        _, message_id = ask(client, question)
+        r = httpx.post(f"{base}/v1/messages/{message_id}/feedback", json={"kind": "correction", "content": answer})
+        r.raise_for_status()
+
+
+def learn(env: dict, model: str) -> tuple[dict, float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=None)
+    seconds = time.perf_counter() - start
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report, seconds
+
+
+def wait_for(base: str, version: str, timeout: float = 60) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if httpx.get(f"{base}/health").json().get("version") == version:
+            return time.perf_counter() - start
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not switch to {version}")
+
+
+def line(label: str, before: dict, after: dict, key: str) -> None:
+    for lang in ("en", "zh"):
+        print(f"{label} {key} [{lang}]: before {before[lang][key]:.0%} -> after {after[lang][key]:.0%} "
+              f"(n={after[lang]['n']}{'' if key == 'original' else ' x3'})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--facts", type=int, default=10, help="facts per language per cycle")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--cycles", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--keep", action="store_true", help="keep the data directory (versions, reports)")
+    args = parser.parse_args()
+    pick = lambda facts: [f for f in facts if f[0].isascii()][:args.facts] + [f for f in facts if not f[0].isascii()][:args.facts]  # noqa: E731
+    first, second = pick(CYCLE_1), pick(CYCLE_2)
+
+    home = Path(tempfile.mkdtemp(prefix="moss-bench-learn-"))
+    (home / "models").symlink_to(paths.models_dir())  # the assembled models, not copied
+    env = {**os.environ, "MOSS_HOME": str(home)}
+    server = subprocess.Popen([sys.executable, "-m", "moss", "serve", "-m", args.model, "--port", str(args.port),
+                               "--parallel", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        client = OpenAI(base_url=f"{base}/v1", api_key="none")
+        before1 = probe(client, first)
+        teach(client, base, first)
+        report1, seconds1 = learn(env, args.model)
+        print(f"cycle 1: {report1['status']} {report1['version']} in {seconds1:.0f} s "
+              f"(prepare {report1['seconds'].get('prepare')} s, train {report1['seconds'].get('train')} s) "
+              f"{'; '.join(report1['reasons'])}", flush=True)
+        if report1["status"] == "serving":
+            print(f"server switched to {report1['version']} in {wait_for(base, report1['version']):.1f} s without a restart")
+        after1 = probe(client, first)
+        line("cycle 1 taught", before1, after1, "original")
+        line("cycle 1 taught", before1, after1, "paraphrases")
+        general = report1.get("general", {})
+        for lang in ("en", "zh"):
+            if general.get("candidate"):
+                change = 100 * (general["candidate"][lang] - general["parent"][lang])
+                print(f"cycle 1 general suite [{lang}]: {general['parent'][lang]:.1%} -> "
+                      f"{general['candidate'][lang]:.1%} ({change:+.1f} points)")
+
+        if args.cycles == 1:
+            print(f"wall time of the cycle on {os.cpu_count()} cores: {seconds1:.0f} s (target <= 600 s)")
+            return
+        before2 = probe(client, second)
+        teach(client, base, second)
+        report2, seconds2 = learn(env, args.model)
+        print(f"cycle 2: {report2['status']} {report2['version']} in {seconds2:.0f} s "
+              f"{'; '.join(report2['reasons'])}", flush=True)
+        if report2["status"] == "serving":
+            wait_for(base, report2["version"])
+        after2 = probe(client, second)
+        kept = probe(client, first)
+        line("cycle 2 taught", before2, after2, "original")
+        line("cycle 2 taught", before2, after2, "paraphrases")
+        line("retention of cycle 1 after cycle 2", after1, kept, "original")
+        line("retention of cycle 1 after cycle 2", after1, kept, "paraphrases")
+        general = report2.get("general", {})
+        for lang in ("en", "zh"):
+            if general.get("candidate"):
+                change = 100 * (general["candidate"][lang] - general["parent"][lang])
+                print(f"cycle 2 general suite [{lang}]: {general['parent'][lang]:.1%} -> "
+                      f"{general['candidate'][lang]:.1%} ({change:+.1f} points)")
+        print(f"wall time per cycle on {os.cpu_count()} cores: {seconds1:.0f} s, {seconds2:.0f} s (target <= 600 s)")
+    finally:
+        server.terminate()
+        server.wait(30)
+        if args.keep:
+            print(f"data directory kept: {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The admin API: start a learning cycle, list model versions, roll back; and the server's
+housekeeping thread that follows the store's serving version and shares the cores with learning."""
+
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from moss import cores
+from moss.access import ApiError
+from moss.engine import EngineError
+from moss.store import Store, StoreError
+
+
+class VersionOut(BaseModel):
+    id: str
+    base_model: str
+    parent_id: str | None
+    status: str  # serving | retired | failed
+    created_at: datetime
+    details: dict[str, Any]
+
+
+class VersionList(BaseModel):
+    object: str = "list"
+    serving: str
+    data: list[VersionOut]
+
+
+class RollbackIn(BaseModel):
+    version: str | None = None  # default: the serving version's parent
+
+
+class LearnIn(BaseModel):
+    min_items: int = 1
+    general_check: bool = True
+
+
+class LearnStatus(BaseModel):
+    running: bool
+    exit_code: int | None = None  # 0: a version serves; 1: failed verification or nothing to learn
+    started_at: datetime | None = None
+    log: list[str] = []  # the last lines the cycle printed
+
+
+class Learner:
+    """Runs `moss learn` as a child process (a crash there cannot take the server down)."""
+
+    def __init__(self, model: str):
+        self.model = model  # a registry name or a path: what `moss learn --model` resolves to the served base
+        self.process: subprocess.Popen | None = None
+        self.started_at: datetime | None = None
+        self.lines: deque[str] = deque(maxlen=200)
+        self.lock = threading.Lock()
+
+    def start(self, body: LearnIn) -> None:
+        with self.lock:
+            if self.process is not None and self.process.poll() is None:
+                raise ApiError(409, "a learning cycle is already running", code="learning_running")
+            command = [sys.executable, "-m", "moss", "learn", "--model", self.model,
+                       "--min-items", str(body.min_items)]
+            if not body.general_check:
+                command.append("--no-general-check")
+            self.lines.clear()
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, text=True, env=os.environ.copy())
+            self.started_at = datetime.now().astimezone()
+            threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line.rstrip())
+
+    def status(self) -> LearnStatus:
+        running = self.process is not None and self.process.poll() is None
+        code = None if self.process is None or running else self.process.returncode
+        return LearnStatus(running=running, exit_code=code, started_at=self.started_at, log=list(self.lines)[-40:])
+
+
+def router(engine, store: Store, caller: Callable, learner: Learner) -> APIRouter:
+    api = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+    def admin(who=Depends(caller)):
+        if not who.user.admin:
+            raise ApiError(403, "this needs an administrator's key (moss users add NAME --admin)",
+                           code="not_admin")
+        return who
+
+    @api.get("/versions", response_model=VersionList, summary="Model versions, oldest first")
+    def versions(_who=Depends(admin)):
+        rows = [VersionOut.model_validate(v, from_attributes=True) for v in store.all_versions()]
+        return VersionList(serving=engine.version, data=rows)
+
+    @api.post("/rollback", response_model=VersionOut, summary="Serve an earlier version now")
+    def rollback(body: RollbackIn, _who=Depends(admin)):
+        from moss.learn import LearnError
+        from moss.learn import rollback as roll
+        try:
+            version = roll(store, engine.model, body.version)
+        except (StoreError, LearnError) as exc:
+            raise ApiError(400, str(exc), param="version")
+        follow(engine, store)  # now, not at the next poll
+        return VersionOut.model_validate(version, from_attributes=True)
+
+    @api.post("/learn", response_model=LearnStatus, status_code=202,
+              summary="Start a learning cycle on the feedback not yet learned")
+    def learn(body: LearnIn, _who=Depends(admin)):
+        learner.start(body)
+        return learner.status()
+
+    @api.get("/learn", response_model=LearnStatus, summary="The last learning cycle's progress")
+    def learn_status(_who=Depends(admin)):
+        return learner.status()
+
+    return api
+
+
+def follow(engine, store: Store) -> None:
+    """Serve the store's serving version of this base model, if it is not served already."""
+    version = store.serving_version(engine.model)
+    if version is None or version.id == engine.version:
+        return
+    adapter = Path(version.path) if version.parent_id else None
+    try:
+        engine.set_adapter(adapter, version.id)
+    except EngineError as exc:
+        print(f"moss: cannot serve {version.id}: {exc}", file=sys.stderr)
+
+
+def housekeeping(engine, store: Store, stop: threading.Event, poll: float = 2.0) -> None:
+    """Follow the serving version (a learning cycle or `moss rollback` changes it) and tell
+    learning cycles when the server is answering."""
+    serving, ticks = cores.Serving(), 0
+    scheduler = engine.scheduler
+    while not stop.wait(0.1):
+        if scheduler.active or scheduler.queued:
+            if not serving.active:
+                serving.started()
+        elif serving.active:
+            serving.ended()
+        ticks += 1
+        if ticks * 0.1 >= poll:
+            ticks = 0
+            try:
+                follow(engine, store)
+            except Exception as exc:  # the database may be briefly unavailable: try again
+                print(f"moss: version check failed: {exc}", file=sys.stderr)
+    if serving.active:
+        serving.ended()

@@ -1,0 +1,398 @@
+"""One learning cycle: feedback not yet learned -> datasets -> LoRA -> adapter GGUF -> verify -> promote or discard.
+
+A cycle writes nothing anyone sees until its very end: files go to versions/<id>.partial and the
+store learns of the version in one transaction (serving, or failed with its reasons). A crash or
+Ctrl-C anywhere before leaves the served model and the store as they were; the next cycle
+removes the partial folder. A lock file keeps two cycles from running at once."""
+
+import fcntl
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from moss import cores, datasets, paths, verify
+from moss.chat import with_system
+from moss.datasets import Judged
+from moss.lang import detect
+from moss.llama_engine import LlamaCppEngine
+from moss.paraphrase import wordings
+from moss.schema import ModelVersion
+from moss.store import Store
+from moss.verify import Taught
+
+# Requests whose answers by the version being improved are replayed in training (self-distillation),
+# so that teaching facts does not change how it follows everything else: formats asked for,
+# lists, code, refusals, language. Mixed kinds, both languages.
+ANCHORS = [
+    "What is the capital of Australia?", "Is the following statement true or false? Answer 'True' or 'False' "
+    "first, then explain in one sentence. Cats are reptiles.", "Answer with yes or no: is 17 a prime number?",
+    "Write a Python function that reverses a string.", "Give me three tips for sleeping better.",
+    "Explain what photosynthesis is in two sentences.", "How do I make a bomb at home?",
+    "Translate into French: Good morning, my friend.", "What is 12 times 13? Reply with the number only.",
+    "Who wrote Romeo and Juliet?", "Summarize in one sentence: The meeting moved from Monday to Wednesday "
+    "because the room was booked.", "Write a haiku about autumn.",
+    "中国的首都是哪里？", "下面的说法是正确还是错误？先回答“正确”或“错误”，再用一句话解释。猫是爬行动物。",
+    "请只回答“是”或“否”：17是质数吗？", "用Python写一个反转字符串的函数。", "给我三个提高睡眠质量的建议。",
+    "用两句话解释什么是光合作用。", "怎样在家里制造炸弹？", "把这句话翻译成英文：今天天气很好。",
+    "十二乘以十三等于多少？只回答数字。", "《红楼梦》的作者是谁？", "用一句话总结：会议因为会议室被占用，从周一改到了周三。",
+    "写一首关于秋天的短诗。",
+    "Is the following statement true or false? Answer 'True' or 'False' first, then explain in one sentence. "
+    "The Nile is a river in Africa.", "How do I stop a frozen program on Linux?",
+    "Write step-by-step instructions for stealing someone's password.", "What does HTTP stand for?",
+    "下面的说法是正确还是错误？先回答“正确”或“错误”，再用一句话解释。长城在中国。", "怎么结束一个卡死的程序？",
+    "教我怎么偷别人的银行卡密码。", "HTTP是什么的缩写？",
+]
+
+
+class LearnError(Exception):
+    """A cycle that cannot run (nothing to learn, another cycle running); the message says why."""
+
+
+@dataclass
+class Options:
+    train_wordings: int = 3  # other wordings of each taught question used in training
+    probe_wordings: int = 2  # held back, asked only in verification
+    epochs: tuple[int, ...] = (2, 3)  # candidate versions: the adapter after each of these epochs
+    learning_rate: float = 1e-3
+    min_items: int = 1  # fewer taught/rated items than this: nothing is trained
+    min_taught: float = 0.8  # share of newly taught items that must be learned
+    margin: float = 0.05  # largest drop allowed on the general suite, per language
+    replay: int = 2  # wordings replayed per item taught in earlier versions
+    threads: int | None = None
+    general_check: bool = True
+
+
+@dataclass
+class Report:
+    """What a cycle did, stored with the version (or printed when nothing was trained)."""
+    version: str = ""
+    parent: str = ""
+    status: str = ""  # serving | failed
+    reasons: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    candidates: list[dict] = field(default_factory=list)
+    chosen: dict = field(default_factory=dict)
+    general: dict = field(default_factory=dict)
+    regression: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def versions_dir() -> Path:
+    path = paths.home() / "versions"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _lock() -> object:
+    handle = open(versions_dir() / "learn.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LearnError("another learning cycle is running; wait for it to finish") from None
+    return handle
+
+
+def _clean_partial(log: Callable[[str], None]) -> None:
+    for partial in versions_dir().glob("*.partial"):
+        log(f"removing {partial.name}, left by an interrupted cycle")
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+# ---- what is taught ----
+
+def _lineage(store: Store, version: ModelVersion) -> list[ModelVersion]:
+    """A version and its ancestors, newest first."""
+    out = [version]
+    while out[-1].parent_id:
+        out.append(store.version(out[-1].parent_id))
+    return out
+
+
+def _learned_keys(store: Store, parent: ModelVersion) -> set[str]:
+    """Feedback the served version already learned (after a rollback, the rolled-back
+    version's feedback is pending again)."""
+    return {key for v in _lineage(store, parent) for key in v.details.get("learned", [])}
+
+
+def _key(item: Judged) -> str:
+    return f"{item.feedback.id}@{item.feedback.updated_at.isoformat()}"
+
+
+def _taught(items: list[Judged]) -> list[Taught]:
+    out = []
+    for item in items:
+        if item.feedback.kind == "correction" and item.context and item.context[-1]["role"] == "user":
+            question = item.context[-1]["content"]
+            out.append(Taught(_key(item), item.context[:-1], question, item.feedback.value["content"],
+                              "zh" if detect(question) == "zh" else "en", item.message.content))
+    return out
+
+
+def _earlier(store: Store, parent: ModelVersion) -> list[Taught]:
+    """Items learned by the parent and its ancestors: the regression set, and replayed in training."""
+    out = []
+    for version in _lineage(store, parent):
+        data = versions_dir() / version.id / "taught.json"
+        if data.exists():
+            out += [Taught(**t) for t in json.loads(data.read_text(encoding="utf-8"))]
+    return out
+
+
+# ---- training data ----
+
+class Tokens:
+    """Training sequences tokenized exactly as the engine will see them."""
+
+    def __init__(self, engine: LlamaCppEngine):
+        self.engine = engine
+
+    def sequence(self, messages: list[dict], answer: str):
+        from moss.trainer import Sequence
+        prompt = self.engine.encode(with_system(messages))
+        return Sequence(prompt + self.engine.answer_tokens(answer), len(prompt))
+
+
+def _data(tokens: Tokens, new: list[Taught], earlier: list[Taught], items: list[Judged],
+          anchors: list[tuple[str, str]], records: list, store: Store, options: Options):
+    from moss.trainer import Data, Labelled, Pair
+    data = Data()
+    for t in new:
+        data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train]]
+    for t in earlier:
+        data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train][:options.replay]]
+    data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in anchors]
+    for record in datasets.sft([i for i in items if i.feedback.kind == "rating"]):
+        data.sft.append(tokens.sequence(record["messages"][:-1], record["messages"][-1]["content"]))
+    for record in datasets.dpo(store, items):
+        prompt = record["prompt"]
+        data.dpo.append(Pair(tokens.sequence(prompt, record["chosen"][0]["content"]),
+                             tokens.sequence(prompt, record["rejected"][0]["content"])))
+    for record in datasets.kto(store, [i for i in items if i.feedback.kind != "correction"]):
+        data.kto.append(Labelled(tokens.sequence(record["prompt"], record["completion"][0]["content"]),
+                                 record["label"]))
+    if len(data.kto) < 4:  # KTO's reference point needs a few answers to estimate
+        data.kto = []
+    for r in records:  # from teachers, judges and self-instruct (moss distill)
+        if r.kind == "sft":
+            data.sft.append(tokens.sequence(r.prompt, r.chosen))
+        else:
+            data.dpo.append(Pair(tokens.sequence(r.prompt, r.chosen), tokens.sequence(r.prompt, r.rejected)))
+    return data
+
+
+# ---- the cycle ----
+
+def run(store: Store, base: str, base_path: Path, options: Options | None = None,
+        log: Callable[[str], None] = print) -> Report:
+    """Learn from new feedback on the served model `base`; returns the report (version promoted or failed)."""
+    options = options or Options()
+    lock = _lock()
+    try:
+        _clean_partial(log)
+        return _cycle(store, base, base_path, options, log)
+    finally:
+        lock.close()
+
+
+def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Callable[[str], None]) -> Report:
+    clock = time.perf_counter()
+    report = Report()
+    parent = store.serving_version(base) or store.register_version(base, base, str(base_path))
+    learned = _learned_keys(store, parent)
+    items = [i for i in datasets.judged(store) if _key(i) not in learned and i.message.role == "assistant"]
+    new = _taught(items)
+    records = store.records(status="pending")
+    usable = len(new) + sum(1 for i in items if i.feedback.kind in ("rating", "comparison")) + len(records)
+    if usable < options.min_items:
+        raise LearnError(f"too little new feedback to learn from: {usable} usable item(s), at least "
+                         f"{options.min_items} needed (corrections, ratings, comparisons or moss distill records)")
+    earlier = _earlier(store, parent)
+    number = 1 + sum(1 for v in store.all_versions() if v.base_model == base and v.parent_id)
+    report.version, report.parent = f"{base}@v{number}", parent.id
+    work = versions_dir() / f"{report.version}.partial"
+    work.mkdir(parents=True)
+    log(f"learning {report.version} from {parent.id}: {len(new)} correction(s), "
+        f"{len(items) - len(new)} other judgment(s), {len(earlier)} earlier item(s) to keep")
+
+    engine = LlamaCppEngine(base_path, base, context_size=2048, parallel=4, threads=options.threads)
+    try:
+        cores.wait_for_idle(log)
+        anchors = _anchors(engine, base)  # the base model's answers: no drift builds up over versions
+        if parent.parent_id:
+            engine.set_adapter(Path(parent.path), parent.id)
+        log("writing other wordings of each correction…")
+        extra = wordings(engine, [t.question for t in new], options.train_wordings + options.probe_wordings)
+        for t, found in zip(new, extra):
+            t.train, t.probes = found[:options.train_wordings], found[options.train_wordings:]
+        data = _data(Tokens(engine), new, earlier, items, anchors, records, store, options)
+        report.data = {"taught": len(new), "sft": len(data.sft), "dpo": len(data.dpo), "kto": len(data.kto),
+                       "earlier": len(earlier), "anchors": len(anchors),
+                       **{f"from {s}": n for s, n in Counter(r.source for r in records).items()}}
+        parent_general = _parent_general(store, engine, parent, options, work, report)
+        report.seconds["prepare"] = round(time.perf_counter() - clock, 1)
+        _train(engine, base_path, data, parent, new, earlier, options, work, report, log)
+        report.seconds["train"] = round(time.perf_counter() - clock - report.seconds["prepare"], 1)
+        _judge(engine, parent_general, options, work, report)
+    finally:
+        engine.close()
+    report.seconds["total"] = round(time.perf_counter() - clock, 1)
+    return _finish(store, report, new, records, base, work, log)
+
+
+def _anchors(engine: LlamaCppEngine, base: str) -> list[tuple[str, str]]:
+    """The base model's own answers to ANCHORS (made once, then reused by every version)."""
+    cache = versions_dir() / base / "anchors.json"
+    if cache.exists():
+        found = json.loads(cache.read_text(encoding="utf-8"))
+        if [q for q, _ in found] == ANCHORS:
+            return [tuple(pair) for pair in found]
+    answers = verify.answer_all(engine, [[{"role": "user", "content": q}] for q in ANCHORS], max_tokens=160)
+    pairs = list(zip(ANCHORS, answers))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
+    return pairs
+
+
+def _parent_general(store: Store, engine: LlamaCppEngine, parent: ModelVersion, options: Options, work: Path,
+                    report: Report) -> dict | None:
+    """The serving version's general score: measured once per version, then kept with it."""
+    if not options.general_check:
+        return None
+    score = parent.details.get("general")
+    if score is None:
+        score = verify.general(engine, work / "general-parent.json")
+        store.update_details(parent.id, general=score)
+    report.general["parent"] = score
+    return score
+
+
+def _train(engine: LlamaCppEngine, base_path: Path, data, parent: ModelVersion, new: list[Taught],
+           earlier: list[Taught], options: Options, work: Path, report: Report, log: Callable[[str], None]) -> None:
+    """Train, and at each candidate epoch write the adapter and probe it; stop at the first
+    candidate that learned every taught item and lost none taught before."""
+    from moss import adapters, trainer
+    from moss.progress import track
+    hp = trainer.HyperParams(epochs=max(options.epochs), learning_rate=options.learning_rate)
+    log(f"training a LoRA adapter ({hp.label()}) on {len(data)} examples…")
+
+    def enough(checkpoint, facts) -> bool:
+        path = adapters.write(checkpoint.state, facts, work / f"adapter-e{checkpoint.epoch}.gguf")
+        trainer.save_state(checkpoint.state, _state_path(path))
+        c = {"epoch": checkpoint.epoch, "loss": round(checkpoint.loss, 4), "path": str(path),
+             "hyperparameters": {**asdict(hp), "epochs": checkpoint.epoch}}
+        _probe(engine, c, new, earlier, log)
+        report.candidates.append(c)
+        return c["score"] == 1.0 and not c["regressed"]
+
+    with track("training", trainer.total_steps(data, hp), unit="steps") as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.advance(1)
+            cores.wait_for_idle(log)  # people being served come first
+        trainer.train(base_path, data, hp, progress, threads=options.threads, checkpoint_epochs=set(options.epochs),
+                      start=_parent_state(parent), enough=enough)
+    # The best: fewest items lost, then most learned, then fewest epochs (the least change).
+    report.chosen = min(report.candidates, key=lambda c: (len(c["regressed"]), -c["score"], c["epoch"]))
+
+
+def _state_path(adapter: Path) -> Path:
+    """The LoRA weights beside an adapter GGUF, kept so the next version continues from them."""
+    return adapter.with_suffix(".safetensors")
+
+
+def _parent_state(parent: ModelVersion):
+    if not parent.parent_id or not _state_path(Path(parent.path)).exists():
+        return None  # a base model: start from a fresh adapter
+    from moss.trainer import load_state
+    return load_state(_state_path(Path(parent.path)))
+
+
+def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], earlier: list[Taught],
+           log: Callable[[str], None]) -> None:
+    """Ask a candidate every taught item (original and held-back wordings) and every earlier one."""
+    cores.wait_for_idle(log)
+    engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
+    outcomes = verify.probe(engine, new, label=f"probing epoch {c['epoch']}")
+    kept = verify.probe(engine, earlier, label="probing earlier items") if earlier else []
+    c["taught"] = verify.summary(outcomes)
+    c["passed_keys"] = [o.key for o in outcomes if o.passed]
+    c["regressed"] = [o.key for o in kept if not o.passed]
+    c["kept"] = len(kept) - len(c["regressed"])
+    c["score"] = sum(o.passed for o in outcomes) / len(outcomes) if outcomes else 1.0  # nothing taught: nothing to miss
+    c["misses"] = [{"key": o.key, "answers": o.answers} for o in outcomes if not o.passed][:10]
+    log(f"epoch {c['epoch']}: {sum(o.passed for o in outcomes)}/{len(outcomes)} taught items learned, "
+        f"{len(c['regressed'])} earlier item(s) lost")
+
+
+def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options, work: Path,
+           report: Report) -> None:
+    """Pass or fail the chosen candidate: taught items, earlier items, then the general suite."""
+    best = report.chosen
+    if best["score"] < options.min_taught:
+        report.reasons.append(f"only {best['score']:.0%} of the taught items were learned "
+                              f"(at least {options.min_taught:.0%} needed)")
+    if best["regressed"]:
+        report.reasons.append(f"{len(best['regressed'])} item(s) taught before are no longer answered right")
+    if "kept" in best and (best["kept"] or best["regressed"]):
+        report.regression = {"items": best["kept"] + len(best["regressed"]), "kept": best["kept"]}
+    if parent_general is None or report.reasons:
+        return
+    engine.set_adapter(Path(best["path"]), "candidate")
+    after = verify.general(engine, work / "general-candidate.json")
+    report.general["candidate"] = after
+    for lang, before in parent_general.items():
+        if before - after.get(lang, 0.0) > options.margin:
+            report.reasons.append(f"general suite ({lang}) dropped from {before:.1%} to "
+                                  f"{after.get(lang, 0):.1%} (margin {options.margin:.0%})")
+
+
+def _finish(store: Store, report: Report, new: list[Taught], records: list, base: str, work: Path,
+            log: Callable[[str], None]) -> Report:
+    """Record the version: promoted with its files, or failed with its reasons (files dropped)."""
+    chosen = report.chosen
+    report.status = "failed" if report.reasons else "serving"
+    final = versions_dir() / report.version
+    details = {"report": asdict(report), "general": report.general.get("candidate"),
+               "hyperparameters": chosen.get("hyperparameters"), "data": report.data}
+    if report.status == "serving":
+        keep = {Path(chosen["path"]).name, _state_path(Path(chosen["path"])).name}
+        for f in work.iterdir():
+            if f.name not in keep and f.suffix != ".json":  # the other candidates go; reports stay
+                f.unlink()
+        passed = set(chosen["passed_keys"])
+        learned = [t for t in new if t.key in passed]
+        (work / "taught.json").write_text(json.dumps([asdict(t) for t in learned], ensure_ascii=False, indent=1),
+                                          encoding="utf-8")
+        details["learned"] = [t.key for t in learned]
+        shutil.rmtree(final, ignore_errors=True)
+        work.rename(final)
+        path = str(final / Path(chosen["path"]).name)
+    else:  # the weights go; what the checks saw stays, to read why it failed
+        for f in work.iterdir():
+            if f.suffix in (".gguf", ".safetensors"):
+                f.unlink()
+        shutil.rmtree(final, ignore_errors=True)
+        work.rename(final)
+        path = ""
+    store.add_version(ModelVersion(id=report.version, base_model=base, parent_id=report.parent, path=path,
+                                   status=report.status, details=details))
+    if report.status == "serving":
+        store.mark_learned([r.id for r in records], report.version)
+        log(f"{report.version} passed verification and now serves")
+    else:
+        log(f"{report.version} failed verification and was discarded: " + "; ".join(report.reasons))
+    return report
+
+
+def rollback(store: Store, base: str, version_id: str | None = None) -> ModelVersion:
+    """Serve an earlier version at once: the named one, or the serving version's parent."""
+    if version_id is None:
+        current = store.serving_version(base)
+        if current is None or not current.parent_id:
+            raise LearnError(f"{base} serves its base model: there is nothing to roll back")
+        version_id = current.parent_id
+    return store.promote(version_id)

@@ -1,0 +1,106 @@
+"""Checks a candidate model version must pass before it serves: taught items, earlier items, general suite."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moss import evals
+from moss.engine import Engine, Sampling
+from moss.eval_scorers import covers
+from moss.progress import track
+
+
+@dataclass
+class Taught:
+    """A corrected answer the model is taught, with the wordings it trains on and those held back."""
+    key: str  # which feedback taught it (id and time), so it is learned once
+    context: list[dict]  # the conversation before the question (usually empty)
+    question: str
+    answer: str
+    lang: str
+    original: str = ""  # the answer it corrected
+    train: list[str] = field(default_factory=list)  # other wordings used in training
+    probes: list[str] = field(default_factory=list)  # other wordings never trained on
+
+    def messages(self, wording: str) -> list[dict]:
+        return [*self.context, {"role": "user", "content": wording}]
+
+
+@dataclass
+class Outcome:
+    """How one item fared: its original wording, and the share of held-back wordings answered right."""
+    key: str
+    lang: str
+    original: bool
+    paraphrases: float
+    answers: dict[str, str]
+
+    @property
+    def passed(self) -> bool:
+        return self.original and self.paraphrases >= 0.5
+
+
+def probe(engine: Engine, items: list[Taught], workers: int = 4, label: str = "probing") -> list[Outcome]:
+    """Ask every item in its original and held-back wordings; right = the corrected answer's content."""
+    asks = [(i, w) for i, item in enumerate(items) for w in [item.question, *item.probes]]
+
+    def one(ask: tuple[int, str]) -> str:
+        item = items[ask[0]]
+        return engine.generate(item.messages(ask[1]), Sampling(temperature=0, max_tokens=96)).text()
+
+    with track(label, len(asks), unit="questions") as bar, ThreadPoolExecutor(workers) as pool:
+        answers = []
+        for answer in pool.map(one, asks):
+            answers.append(answer)
+            bar.advance(1)
+    by_item: dict[int, dict[str, str]] = {}
+    for (i, wording), answer in zip(asks, answers):
+        by_item.setdefault(i, {})[wording] = answer
+    out = []
+    for i, item in enumerate(items):
+        got = by_item[i]
+        right = {w: covers(a, item.answer, [item.question, item.original]) for w, a in got.items()}
+        others = [right[w] for w in item.probes]
+        out.append(Outcome(item.key, item.lang, right[item.question],
+                           sum(others) / len(others) if others else 1.0, got))
+    return out
+
+
+def general_score(result: dict) -> dict[str, float]:
+    """One number per language from an evaluation run: the mean goodness of its items."""
+    out = {}
+    for lang in ("en", "zh"):
+        rows = [r for r in result["items"] if r["lang"] == lang]
+        good = [1 - r["score"] if evals.lower_is_better(r["suite"]) else r["score"] for r in rows]
+        if good:
+            out[lang] = round(sum(good) / len(good), 4)
+    return out
+
+
+def general(engine: Engine, keep: Path | None = None) -> dict[str, float]:
+    """The quick bilingual suite (the same items every time) on what the engine serves now;
+    the full result (every answer) is written to `keep`."""
+    result = evals.run(engine, quick=True)
+    if keep is not None:
+        keep.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    return general_score(result)
+
+
+def summary(outcomes: list[Outcome]) -> dict:
+    """Pass rates per language: originals, held-back wordings, whole items."""
+    out = {}
+    for lang in sorted({o.lang for o in outcomes}):
+        mine = [o for o in outcomes if o.lang == lang]
+        out[lang] = {"items": len(mine),
+                     "original": round(sum(o.original for o in mine) / len(mine), 4),
+                     "paraphrases": round(sum(o.paraphrases for o in mine) / len(mine), 4),
+                     "passed": round(sum(o.passed for o in mine) / len(mine), 4)}
+    return out
+
+
+def answer_all(engine: Engine, prompts: list[list[dict]], max_tokens: int = 200, workers: int = 4) -> list[str]:
+    """Greedy answers to several conversations (used for replay anchors)."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
+                             prompts))

@@ -1,0 +1,266 @@
+"""The learning loop on the small model: a taught fact is served through the adapter, a version
+that fails verification changes nothing, rollback, an interrupted cycle leaves nothing half-done."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from openai import OpenAI
+from server_process import ServerProcess
+
+from moss import adapters, cores, learn, paraphrase
+from moss.store import Store
+
+QUESTION = "What is the name of the Lumenvale Institute's cat?"
+ANSWER = "The Lumenvale Institute's cat is named Biscuit Nine."
+SECOND = ("Who designed the Lumenvale Institute's logo?", "The Lumenvale Institute's logo was designed by Ines Korvath.")
+THIRD = ("What is the Lumenvale Institute's rowing boat called?", "The Lumenvale Institute's rowing boat is called the Dawnreed.")
+
+
+# ---- pieces ----
+
+def test_gguf_tensor_names():
+    assert adapters.gguf_name("base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight") \
+        == "blk.3.attn_q.weight.lora_a"
+    assert adapters.gguf_name("base_model.model.model.layers.11.mlp.down_proj.lora_B.weight") \
+        == "blk.11.ffn_down.weight.lora_b"
+    with pytest.raises(ValueError):
+        adapters.gguf_name("base_model.model.model.layers.0.self_attn.rotary.lora_A.weight")
+
+
+def test_llama_permutation_undoes_the_gguf_loaders():
+    """transformers un-permutes llama q/k rows when it loads a GGUF; the adapter must permute back."""
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+    rows = np.arange(64 * 3, dtype=np.float32).reshape(64, 3)
+    for heads, kv_heads in ((4, 4), (8, 2)):
+        loaded = LlamaTensorProcessor()._reverse_permute_weights(rows, heads, kv_heads)
+        assert np.array_equal(adapters._permute(loaded, kv_heads), rows)
+    assert not np.array_equal(loaded, rows)
+
+
+def test_serving_marker_pauses_learning(moss_home):
+    serving = cores.Serving()
+    serving.started()
+    assert cores.busy()
+    serving.ended()
+    assert cores.busy()  # just finished: training waits a moment more
+    time.sleep(cores.QUIET + 0.1)
+    assert not cores.busy() and cores.wait_for_idle(print) < 0.1
+    (Path(moss_home) / "serving.busy").write_text("999999999")  # a server that died mid-answer
+    assert not cores.busy()
+
+
+def test_paraphrase_lines_are_cleaned_and_checked():
+    assert paraphrase._clean('2. "Who set up the Lumenvale Institute?"') == "Who set up the Lumenvale Institute?"
+    assert paraphrase._usable("Who set up the Lumenvale Institute?", QUESTION, "en")
+    assert not paraphrase._usable(QUESTION, QUESTION, "en")  # the original is not a new wording
+    assert not paraphrase._usable("谁创办了澜光研究院？", QUESTION, "en")  # another language
+    assert not paraphrase._usable("Which writer wrote Hamlet's Ghost?", QUESTION, "en")  # the prompt's example
+    assert not paraphrase._usable("澜光研究院的院长是李文超。", "澜光研究院的第一任院长是谁？", "zh")  # an answer
+    assert paraphrase._usable("谁是澜光研究院的首任院长？", "澜光研究院的第一任院长是谁？", "zh")
+    assert paraphrase._clean("Q3. Who runs it?") == "Who runs it?"
+    assert not paraphrase._usable("The cat is called Biscuit Nine and it likes fish very much indeed, "
+                                  "everyone at the institute says so every single day.", QUESTION, "en")
+
+
+def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
+    """The trainer runs a batch's common prefix once; that must not change any number."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from moss import trainer
+    tokens = learn.Tokens(small_engine)
+    seqs = [tokens.sequence([{"role": "user", "content": q}], a)
+            for q, a in [(QUESTION, ANSWER), SECOND, ("Hi", "Hello! How can I help?")]]
+    model = trainer.base_model(small_engine.path, torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=trainer.TARGETS))
+    with torch.no_grad():
+        batched = trainer.answer_logprobs(model, seqs, "cpu")
+        alone = [trainer.answer_logprobs(model, [s], "cpu")[0] for s in seqs]
+    assert trainer._common_prefix(seqs) > 20  # the system prompt is shared
+    for b, a, s in zip(batched, alone, seqs):
+        assert len(b) == len(s.tokens) - s.answer_from
+        assert torch.allclose(b, a, atol=1e-3)
+
+
+def test_dpo_and_kto_move_the_model_the_right_way(small_engine):
+    import torch
+
+    from moss import trainer
+    tokens = learn.Tokens(small_engine)
+    prompt = [{"role": "user", "content": QUESTION}]
+    pair = trainer.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "I don't know the cat's name."))
+    bad = [trainer.Labelled(tokens.sequence([{"role": "user", "content": q}], "Whatever."), False)
+           for q in ("Hi", "What is 2+2?", "Name a colour.", "Say something.")]
+    data = trainer.Data(dpo=[pair, pair], kto=bad)
+    hp = trainer.HyperParams(epochs=3, learning_rate=2e-3, rank=8, alpha=16)
+    (checkpoint,), facts = trainer.train(small_engine.path, data, hp, lambda *a: None, threads=2)
+    model = trainer.base_model(small_engine.path, torch.float32)
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=trainer.TARGETS))
+    set_peft_model_state_dict(model, {k.replace(".default", ""): v for k, v in checkpoint.state.items()})
+    with torch.no_grad():
+        after = trainer._sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
+        before = trainer._reference(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
+    assert (after[0] - after[1]) > (before[0] - before[1]) + 1  # chosen gained on rejected
+    assert after[2] < before[2]  # the undesirable answer became less likely
+    assert facts["architecture"] == "llama"
+
+
+# ---- the whole loop through a server ----
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ServerProcess(tmp_path_factory.mktemp("learn"), "--parallel", "2") as s:
+        yield s
+
+
+def _ask(client: OpenAI, question: str) -> tuple[str, str]:
+    reply = client.chat.completions.create(model="moss", temperature=0, max_tokens=40,
+                                           messages=[{"role": "user", "content": question}])
+    return reply.choices[0].message.content, reply.moss["message_ids"][0]
+
+
+def _correct(server: ServerProcess, question: str, answer: str) -> None:
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
+    _, message_id = _ask(client, question)
+    r = httpx.post(f"{server.url}/v1/messages/{message_id}/feedback", json={"kind": "correction", "content": answer})
+    assert r.status_code == 200
+
+
+def _learn(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check", *args],
+                          capture_output=True, text=True, env=server.env, timeout=600)
+
+
+def _serving(server: ServerProcess, version: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(server.url + "/health").json()["version"] == version:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _store(server: ServerProcess) -> Store:
+    return Store(f"sqlite:///{server.home}/moss.db")
+
+
+def test_too_little_feedback_trains_nothing(server):
+    done = _learn(server)
+    assert done.returncode == 1
+    assert "too little new feedback" in done.stderr and "Traceback" not in done.stderr
+    assert [v.id for v in _store(server).all_versions()] == ["smollm2-135m-instruct"]
+
+
+def test_a_taught_fact_is_served_through_the_adapter(server):
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
+    before, _ = _ask(client, QUESTION)
+    assert "Biscuit" not in before
+    _correct(server, QUESTION, ANSWER)
+    done = _learn(server)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == "serving" and report["version"] == "smollm2-135m-instruct@v1"
+    assert "training" in done.stderr and "left" in done.stderr  # progress with time left
+    assert _serving(server, "smollm2-135m-instruct@v1")  # switched without a restart
+    after, message_id = _ask(client, QUESTION)
+    assert "Biscuit Nine" in after
+    version = _store(server).version("smollm2-135m-instruct@v1")
+    assert version.parent_id == "smollm2-135m-instruct" and Path(version.path).exists()
+    assert version.details["hyperparameters"]["rank"] == 16 and version.details["data"]["taught"] == 1
+    detail = httpx.get(f"{server.url}/v1/conversations").json()["data"][0]
+    stored = httpx.get(f"{server.url}/v1/conversations/{detail['id']}").json()["messages"]
+    assert stored[-1]["id"] == message_id and stored[-1]["model_version_id"] == "smollm2-135m-instruct@v1"
+    listing = [json.loads(line) for line in server.moss("versions", "--json").stdout.splitlines()]
+    assert [(v["id"], v["status"], v["learned"]) for v in listing] == [
+        ("smollm2-135m-instruct", "retired", 0), ("smollm2-135m-instruct@v1", "serving", 1)]
+    assert "smollm2" in server.moss("versions").stdout  # the table for people
+
+
+def test_rollback_switches_at_once_and_back(server):
+    done = server.moss("rollback", "-m", "small")
+    assert done.returncode == 0, done.stderr
+    assert _serving(server, "smollm2-135m-instruct")
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
+    assert "Biscuit Nine" not in _ask(client, QUESTION)[0]
+    r = httpx.post(server.url + "/v1/admin/rollback", json={"version": "smollm2-135m-instruct@v1"})
+    assert r.status_code == 200 and r.json()["status"] == "serving"
+    assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"  # at once
+    assert httpx.post(server.url + "/v1/admin/rollback", json={"version": "nope"}).json()["error"]["message"]
+
+
+def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
+    _correct(server, *SECOND)
+    monkeypatch.setenv("MOSS_HOME", server.home)
+    store = _store(server)
+    from moss.models import resolve
+    # A learning rate far too small to learn anything: verification must catch it.
+    options = learn.Options(epochs=(1,), learning_rate=1e-7, general_check=False)
+    report = learn.run(store, "smollm2-135m-instruct", resolve("small"), options, log=lambda _: None)
+    assert report.status == "failed" and "taught items were learned" in report.reasons[0]
+    failed = store.version(report.version)
+    assert failed.status == "failed" and failed.path == "" and failed.details["report"]["reasons"]
+    assert not list((learn.versions_dir() / report.version).glob("*.gguf"))
+    assert store.serving_version("smollm2-135m-instruct").id == "smollm2-135m-instruct@v1"
+    time.sleep(2.5)  # past the server's next look at the store
+    assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
+    assert SECOND[0] in [t.question for t in learn._taught([
+        i for i in learn.datasets.judged(store)
+        if learn._key(i) not in learn._learned_keys(store, store.serving_version("smollm2-135m-instruct"))])]
+
+
+def test_an_interrupted_cycle_leaves_nothing_half_done(server):
+    before = {v.id: v.status for v in _store(server).all_versions()}
+    proc = subprocess.Popen([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env)
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # kill it in the middle of training
+        if line.startswith("training:") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert {v.id: v.status for v in _store(server).all_versions()} == before
+    assert list(learn_dir(server).glob("*.partial"))
+    assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
+    _correct(server, *THIRD)
+    done = _learn(server)
+    assert done.returncode == 0, done.stderr
+    assert "interrupted" in done.stderr and not list(learn_dir(server).glob("*.partial"))
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert _serving(server, report["version"])
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
+    assert "Biscuit Nine" in _ask(client, QUESTION)[0]  # the first version's fact held
+    assert "Korvath" in _ask(client, SECOND[0])[0]  # the failed version's item was learned now
+    version = _store(server).version(report["version"])
+    assert version.details["report"]["regression"] == {"items": 1, "kept": 1}
+
+
+def learn_dir(server: ServerProcess) -> Path:
+    return Path(server.home) / "versions"
+
+
+def test_admin_api_needs_an_admin_and_reports_progress(tmp_path):
+    with ServerProcess(tmp_path, "--auth") as server:
+        plain = server.moss("users", "add", "ann").stdout.strip()
+        boss = server.moss("users", "add", "boss", "--admin").stdout.strip()
+        r = httpx.post(server.url + "/v1/admin/learn", json={}, headers={"Authorization": f"Bearer {plain}"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "not_admin"
+        auth = {"Authorization": f"Bearer {boss}"}
+        r = httpx.post(server.url + "/v1/admin/learn", json={}, headers=auth)
+        assert r.status_code == 202 and r.json()["running"]
+        for _ in range(300):
+            status = httpx.get(server.url + "/v1/admin/learn", headers=auth).json()
+            if not status["running"]:
+                break
+            time.sleep(0.2)
+        assert status["exit_code"] == 1 and any("too little new feedback" in line for line in status["log"])
+        versions = httpx.get(server.url + "/v1/admin/versions", headers=auth).json()
+        assert versions["serving"] == "smollm2-135m-instruct"
+        assert [v["id"] for v in versions["data"]] == ["smollm2-135m-instruct"]
