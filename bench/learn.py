@@ -72,6 +72,26 @@ def wait_for(base: str, version: str, timeout: float = 60) -> float:
     raise RuntimeError(f"the server did not switch to {version}")
 
 
+def cycle(number: int, client: OpenAI, base: str, env: dict, model: str, facts: list) -> tuple[dict, float]:
+    """Correct every fact through the feedback API, learn, and wait for the server to switch."""
+    teach(client, base, facts)
+    report, seconds = learn(env, model)
+    print(f"cycle {number}: {report['status']} {report['version']} in {seconds:.0f} s "
+          f"(prepare {report['seconds'].get('prepare')} s, train {report['seconds'].get('train')} s) "
+          f"{'; '.join(report['reasons'])}", flush=True)
+    if report["status"] == "serving":
+        print(f"server switched to {report['version']} in {wait_for(base, report['version']):.1f} s without a restart")
+    return report, seconds
+
+
+def general(number, scores: dict) -> None:
+    for lang in ("en", "zh"):
+        if scores.get("candidate"):
+            change = 100 * (scores["candidate"][lang] - scores["parent"][lang])
+            print(f"cycle {number} general suite [{lang}]: {scores['parent'][lang]:.1%} -> "
+                  f"{scores['candidate'][lang]:.1%} ({change:+.1f} points)")
+
+
 def line(label: str, before: dict, after: dict, key: str) -> None:
     for lang in ("en", "zh"):
         print(f"{label} {key} [{lang}]: before {before[lang][key]:.0%} -> after {after[lang][key]:.0%} "
@@ -104,45 +124,25 @@ def main() -> None:
                 time.sleep(0.2)
         client = OpenAI(base_url=f"{base}/v1", api_key="none")
         before1 = probe(client, first)
-        teach(client, base, first)
-        report1, seconds1 = learn(env, args.model)
-        print(f"cycle 1: {report1['status']} {report1['version']} in {seconds1:.0f} s "
-              f"(prepare {report1['seconds'].get('prepare')} s, train {report1['seconds'].get('train')} s) "
-              f"{'; '.join(report1['reasons'])}", flush=True)
-        if report1["status"] == "serving":
-            print(f"server switched to {report1['version']} in {wait_for(base, report1['version']):.1f} s without a restart")
+        report1, seconds1 = cycle(1, client, base, env, args.model, first)
         after1 = probe(client, first)
         line("cycle 1 taught", before1, after1, "original")
         line("cycle 1 taught", before1, after1, "paraphrases")
-        general = report1.get("general", {})
-        for lang in ("en", "zh"):
-            if general.get("candidate"):
-                change = 100 * (general["candidate"][lang] - general["parent"][lang])
-                print(f"cycle 1 general suite [{lang}]: {general['parent'][lang]:.1%} -> "
-                      f"{general['candidate'][lang]:.1%} ({change:+.1f} points)")
-
+        general(1, report1.get("general", {}))
         if args.cycles == 1:
             print(f"wall time of the cycle on {os.cpu_count()} cores: {seconds1:.0f} s (target <= 600 s)")
             return
         before2 = probe(client, second)
-        teach(client, base, second)
-        report2, seconds2 = learn(env, args.model)
-        print(f"cycle 2: {report2['status']} {report2['version']} in {seconds2:.0f} s "
-              f"{'; '.join(report2['reasons'])}", flush=True)
-        if report2["status"] == "serving":
-            wait_for(base, report2["version"])
+        report2, seconds2 = cycle(2, client, base, env, args.model, second)
         after2 = probe(client, second)
         kept = probe(client, first)
         line("cycle 2 taught", before2, after2, "original")
         line("cycle 2 taught", before2, after2, "paraphrases")
         line("retention of cycle 1 after cycle 2", after1, kept, "original")
         line("retention of cycle 1 after cycle 2", after1, kept, "paraphrases")
-        general = report2.get("general", {})
-        for lang in ("en", "zh"):
-            if general.get("candidate"):
-                change = 100 * (general["candidate"][lang] - general["parent"][lang])
-                print(f"cycle 2 general suite [{lang}]: {general['parent'][lang]:.1%} -> "
-                      f"{general['candidate'][lang]:.1%} ({change:+.1f} points)")
+        general(2, report2.get("general", {}))
+        if report1.get("general", {}).get("parent") and report2.get("general", {}).get("candidate"):
+            general("1+2", {"parent": report1["general"]["parent"], "candidate": report2["general"]["candidate"]})
         print(f"wall time per cycle on {os.cpu_count()} cores: {seconds1:.0f} s, {seconds2:.0f} s (target <= 600 s)")
     finally:
         server.terminate()

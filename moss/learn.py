@@ -251,7 +251,8 @@ def _anchors(engine: LlamaCppEngine, base: str) -> list[tuple[str, str]]:
         found = json.loads(cache.read_text(encoding="utf-8"))
         if [q for q, _ in found] == ANCHORS:
             return [tuple(pair) for pair in found]
-    answers = verify.answer_all(engine, [[{"role": "user", "content": q}] for q in ANCHORS], max_tokens=160)
+    answers = verify.answer_all(engine, [[{"role": "user", "content": q}] for q in ANCHORS], max_tokens=160,
+                                label="anchor answers")
     pairs = list(zip(ANCHORS, answers))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")

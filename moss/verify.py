@@ -99,8 +99,13 @@ def summary(outcomes: list[Outcome]) -> dict:
     return out
 
 
-def answer_all(engine: Engine, prompts: list[list[dict]], max_tokens: int = 200, workers: int = 4) -> list[str]:
+def answer_all(engine: Engine, prompts: list[list[dict]], max_tokens: int = 200, workers: int = 4,
+               label: str = "answering") -> list[str]:
     """Greedy answers to several conversations (used for replay anchors)."""
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
-                             prompts))
+    out = []
+    with track(label, len(prompts), unit="prompts") as bar, ThreadPoolExecutor(workers) as pool:
+        for text in pool.map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
+                             prompts):
+            out.append(text)
+            bar.advance(1)
+    return out
