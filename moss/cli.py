@@ -376,6 +376,8 @@ def learn(model: Model = None, threads: Threads = None,
                               log=lambda line: err.print(escape(line)))
     except learning.LearnError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted: the served model and the store are unchanged")
     except ImportError as exc:
         fail(f"learning needs the training extra: pip install 'moss[train]' ({exc})")
     print(json.dumps({"version": report.version, "status": report.status, "reasons": report.reasons,

@@ -24,7 +24,7 @@ from moss.schema import ModelVersion
 from moss.store import Store
 from moss.verify import Taught
 
-# Requests whose answers by the version being improved are replayed in training (self-distillation),
+# Requests whose answers by the base model ride along in every training batch (self-distillation),
 # so that teaching facts does not change how it follows everything else: formats asked for,
 # lists, code, refusals, language. Mixed kinds, both languages.
 ANCHORS = [
@@ -61,7 +61,7 @@ class Options:
     min_items: int = 1  # fewer taught/rated items than this: nothing is trained
     min_taught: float = 0.8  # share of newly taught items that must be learned
     margin: float = 0.05  # largest drop allowed on the general suite, per language
-    replay: int = 2  # wordings replayed per item taught in earlier versions
+    replay: int = 4  # wordings replayed per item taught in earlier versions (all that were trained)
     threads: int | None = None
     general_check: bool = True
 
@@ -195,6 +195,9 @@ def run(store: Store, base: str, base_path: Path, options: Options | None = None
     try:
         _clean_partial(log)
         return _cycle(store, base, base_path, options, log)
+    except BaseException:  # Ctrl-C or a failure: nothing was recorded; drop the files too
+        _clean_partial(lambda _: None)
+        raise
     finally:
         lock.close()
 

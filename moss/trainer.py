@@ -25,11 +25,12 @@ from moss import paths
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Sequence:
     """One tokenized conversation; the loss covers tokens[answer_from:] (answer and end of turn)."""
     tokens: list[int]
     answer_from: int
+    reference: float = 0.0  # DPO/KTO: the answer's log-probability before training (computed once)
 
 
 @dataclass
@@ -158,20 +159,30 @@ def _sums(model, sequences: list[Sequence], device) -> torch.Tensor:
     return torch.stack([lp.sum() for lp in answer_logprobs(model, sequences, device)])
 
 
-def _reference(model, sequences: list[Sequence], device) -> torch.Tensor:
-    with torch.no_grad(), model.disable_adapter():
-        return _sums(model, sequences, device)
+def _fill_references(model, sequences: list[Sequence], size: int, device) -> None:
+    """The reference model of DPO and KTO is the model as training starts (the parent version):
+    its log-probabilities never change, so they are computed once, not at every step."""
+    with torch.no_grad():
+        for k in range(0, len(sequences), size):
+            chunk = sequences[k:k + size]
+            for sequence, value in zip(chunk, _sums(model, chunk, device).tolist()):
+                sequence.reference = value
+
+
+def _reference(sequences: list[Sequence], device) -> torch.Tensor:
+    return torch.tensor([s.reference for s in sequences], device=device)
 
 
 def _dpo_loss(model, batch: list[Pair], beta: float, device) -> torch.Tensor:
     seqs = [p.chosen for p in batch] + [p.rejected for p in batch]
-    ratio = _sums(model, seqs, device) - _reference(model, seqs, device)
+    ratio = _sums(model, seqs, device) - _reference(seqs, device)
     chosen, rejected = ratio[:len(batch)], ratio[len(batch):]
     return -F.logsigmoid(beta * (chosen - rejected)).mean()
 
 
 def _kto_loss(model, batch: list[Labelled], beta: float, device) -> torch.Tensor:
-    ratio = _sums(model, [b.sequence for b in batch], device) - _reference(model, [b.sequence for b in batch], device)
+    sequences = [b.sequence for b in batch]
+    ratio = _sums(model, sequences, device) - _reference(sequences, device)
     # KTO's reference point: the batch's KL estimate, not differentiated, never negative.
     z0 = ratio.detach().mean().clamp(min=0)
     good = torch.tensor([b.good for b in batch], device=device)
@@ -263,6 +274,8 @@ def train(gguf: Path, data: Data, hp: HyperParams, progress: Callable[[int, int,
     facts = {"architecture": config.model_type, "heads": config.num_attention_heads,
              "kv_heads": config.num_key_value_heads, "rank": hp.rank, "alpha": hp.alpha}
     checkpoints, step = [], 0
+    _fill_references(model, [s for p in data.dpo for s in (p.chosen, p.rejected)] + [k.sequence for k in data.kto],
+                     hp.batch_size, device)
     model.train()
     for epoch in range(1, hp.epochs + 1):
         losses = []

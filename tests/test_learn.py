@@ -107,7 +107,8 @@ def test_dpo_and_kto_move_the_model_the_right_way(small_engine):
     set_peft_model_state_dict(model, {k.replace(".default", ""): v for k, v in checkpoint.state.items()})
     with torch.no_grad():
         after = trainer._sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
-        before = trainer._reference(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
+        with model.disable_adapter():
+            before = trainer._sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
     assert (after[0] - after[1]) > (before[0] - before[1]) + 1  # chosen gained on rejected
     assert after[2] < before[2]  # the undesirable answer became less likely
     assert facts["architecture"] == "llama"
@@ -216,16 +217,25 @@ def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
         if learn._key(i) not in learn._learned_keys(store, store.serving_version("smollm2-135m-instruct"))])]
 
 
-def test_an_interrupted_cycle_leaves_nothing_half_done(server):
-    before = {v.id: v.status for v in _store(server).all_versions()}
+def _interrupt_training(server: ServerProcess, sig: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env)
     deadline = time.monotonic() + 300
-    for line in proc.stderr:  # kill it in the middle of training
+    for line in proc.stderr:  # in the middle of training
         if line.startswith("training:") or time.monotonic() > deadline:
             break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    proc.send_signal(sig)
+    proc.wait(60)
+    return proc
+
+
+def test_an_interrupted_cycle_leaves_nothing_half_done(server):
+    before = {v.id: v.status for v in _store(server).all_versions()}
+    ctrl_c = _interrupt_training(server, signal.SIGINT)
+    assert ctrl_c.returncode == 1 and "interrupted" in ctrl_c.stderr.read()
+    assert {v.id: v.status for v in _store(server).all_versions()} == before
+    assert not list(learn_dir(server).glob("*.partial"))
+    _interrupt_training(server, signal.SIGKILL)
     assert {v.id: v.status for v in _store(server).all_versions()} == before
     assert list(learn_dir(server).glob("*.partial"))
     assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
