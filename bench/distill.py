@@ -84,7 +84,9 @@ def main() -> None:
     parser.add_argument("--judge-model", default="moss")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="moss-bench-distill-"))
-    (home / "models").symlink_to(paths.models_dir())
+    (home / "teacher-home").mkdir()
+    for where in (home, home / "teacher-home"):  # the assembled models, not copied
+        (where / "models").symlink_to(paths.models_dir())
     env = {**os.environ, "MOSS_HOME": str(home)}
     student_url, teacher_url = "http://127.0.0.1:8771", "http://127.0.0.1:8772"
     student = serve(args.student, 8771, env)
