@@ -62,6 +62,14 @@ def answers(url: str, prompts: list[str], max_tokens: int = 256) -> list[str]:
             for p in prompts]
 
 
+def asked(model: str, prompts: list[str], env: dict, max_tokens: int = 256) -> list[str]:
+    """The student's answers through `moss ask` (it answers with the serving version and, unlike
+    the API, stores nothing: held-out prompts must never reach the store that is distilled)."""
+    return [subprocess.run([sys.executable, "-m", "moss", "ask", "-m", model, "--temperature", "0",
+                            "--max-tokens", str(max_tokens), p], env=env, text=True, capture_output=True).stdout.strip()
+            for p in prompts]
+
+
 def timed(command: list[str], env: dict) -> tuple[str, float]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "moss", *command], env=env, text=True, stdout=subprocess.PIPE)
@@ -93,7 +101,7 @@ def main() -> None:
     teacher = serve(args.teacher, 8772, {**env, "MOSS_HOME": str(home / "teacher-home")})
     try:
         answers(student_url, TRAIN, max_tokens=64)  # people's prompts land in the student's store
-        before = answers(student_url, HELD_OUT)
+        before = asked(args.student, HELD_OUT, env)
         taught = answers(teacher_url, HELD_OUT)
         out, distill_s = timed(["distill", "-m", args.student, "--teacher-url", teacher_url, "--teacher-model", "moss"], env)
         print(f"distill: {out} in {distill_s:.0f} s", flush=True)
@@ -105,7 +113,7 @@ def main() -> None:
             if httpx.get(f"{student_url}/health").json()["version"] == result["version"]:
                 break
             time.sleep(0.2)
-        after = answers(student_url, HELD_OUT)
+        after = asked(args.student, HELD_OUT, env)
         judge_fn = judge.remote_judge(args.judge_url or teacher_url, args.judge_model)
         report("student after vs before", judge.compare(HELD_OUT, after, before, judge_fn))
         report("student before vs teacher", judge.compare(HELD_OUT, before, taught, judge_fn))
