@@ -115,7 +115,7 @@ def test_tiny_real_run_report_and_cli(small_engine, moss_home, tmp_path):
     evals.save(result)
     page = eval_report.render(evals.load_all())
     assert "<svg" in page and "smollm2-135m-instruct" in page and "中文" in page
-    env = {**os.environ}
+    env = {**os.environ, "COLUMNS": "250"}  # the versions table folds long names in 80 columns
     run = lambda *args: subprocess.run([sys.executable, "-m", "moss", *args], capture_output=True,  # noqa: E731
                                        text=True, env=env, timeout=300)
     done = run("eval", "run", "-m", "small", "--suite", "language", "--quick")
