@@ -7,14 +7,12 @@ through `moss learn` and its verification like people's corrections."""
 
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from moss import judge
 from moss.engine import Engine, Sampling
 from moss.eval_scorers import normalize, refused
 from moss.lang import detect
-from moss.progress import track
+from moss.progress import parallel_map
 from moss.schema import TrainingRecord
 from moss.store import Store
 from moss.teacher import Teacher
@@ -77,15 +75,6 @@ def prompts(store: Store, done: set[str], limit: int | None = None) -> list[tupl
     return out
 
 
-def _parallel(fn: Callable, items: list, label: str, workers: int = 4) -> list:
-    results = []
-    with track(label, len(items), unit="prompts") as bar, ThreadPoolExecutor(workers) as pool:
-        for result in pool.map(fn, items):
-            results.append(result)
-            bar.advance(1)
-    return results
-
-
 def answers(store: Store, teacher: Teacher, limit: int | None = None, max_tokens: int = 512) -> Counter:
     """The teacher answers real prompts not yet distilled -> SFT records (kept or dropped)."""
     todo = prompts(store, store.record_origins("teacher"), limit)
@@ -98,7 +87,7 @@ def answers(store: Store, teacher: Teacher, limit: int | None = None, max_tokens
         return TrainingRecord(source="teacher", kind="sft", lang=detect(question), prompt=conversation,
                               chosen=reply.text.strip(), origin=origin, teacher=teacher.name,
                               status="dropped" if reason else "pending", reason=reason or "")
-    records = _parallel(one, todo, "teacher answering")
+    records = parallel_map(one, todo, "teacher answering", "prompts")
     store.add_records(records)
     return Counter(r.reason or "kept" for r in records)
 
@@ -129,7 +118,7 @@ def preferences(store: Store, student: Engine, teacher: Teacher, limit: int | No
                                           origin=origin, teacher=teacher.name,
                                           status="dropped" if reason else "pending", reason=reason))
         return out
-    records = [r for batch in _parallel(one, todo, "judging answers") for r in batch]
+    records = [r for batch in parallel_map(one, todo, "judging answers", "prompts") for r in batch]
     store.add_records(records)
     return Counter(r.reason or "kept" for r in records)
 

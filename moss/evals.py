@@ -3,7 +3,6 @@
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from moss import paths
 from moss.engine import Engine, Sampling
 from moss.eval_suites import SUITES, Item, build, last_number
 from moss.lang import detect
-from moss.progress import track
+from moss.progress import parallel_map, track
 
 
 def score(item: Item, answer: str) -> float:
@@ -46,13 +45,7 @@ def answer_all(engine: Engine, items: list[Item], workers: int) -> list[tuple[st
                                Sampling(temperature=0, max_tokens=item.max_tokens)).text()
         return text, time.perf_counter() - start
 
-    results: list = [None] * len(items)
-    with track("answering", len(items), unit="items") as bar, ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(one, item): i for i, item in enumerate(items)}
-        for future in futures:
-            results[futures[future]] = future.result()
-            bar.advance(1)
-    return results
+    return parallel_map(one, items, "answering", "items", workers)
 
 
 def run(engine: Engine, names: list[str] | None = None, full: bool = False, quick: bool = False,

@@ -4,12 +4,11 @@ Teaching one wording teaches the wording; the learning loop trains on several an
 back to check that the fact, not the sentence, was learned."""
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 from moss.engine import Engine, Sampling
 from moss.eval_scorers import answer_match
 from moss.lang import detect
-from moss.progress import track
+from moss.progress import parallel_map
 
 ASK = {
     "en": ("Rewrite the question in {n} different ways. Keep its meaning and every name in it. Write only "
@@ -63,11 +62,8 @@ def rewrites(engine: Engine, question: str, n: int, seed: int = 0) -> list[str]:
 
 def wordings(engine: Engine, questions: list[str], n: int, workers: int = 4) -> list[list[str]]:
     """n other wordings for each question: the model's rewrites first, then templates."""
-    written = []
-    with track("rewording", len(questions), unit="questions") as bar, ThreadPoolExecutor(workers) as pool:
-        for found in pool.map(lambda iq: rewrites(engine, iq[1], n, seed=iq[0]), enumerate(questions)):
-            written.append(found)
-            bar.advance(1)
+    written = parallel_map(lambda iq: rewrites(engine, iq[1], n, seed=iq[0]), list(enumerate(questions)),
+                           "rewording", "questions", workers)
     out = []
     for question, found in zip(questions, written):
         lang = "zh" if detect(question) == "zh" else "en"

@@ -2,8 +2,11 @@
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
@@ -56,3 +59,13 @@ def track(label: str, total: float, unit: str = "bytes") -> Iterator[Tracker]:
                 bar.advance(task, amount)
 
         yield _Bar()
+
+
+def parallel_map(fn: Callable[..., T], items: list, label: str, unit: str, workers: int = 4) -> list[T]:
+    """fn over items, `workers` at a time (the engine batches them), in order, with progress."""
+    out = []
+    with track(label, len(items), unit=unit) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
+        for result in pool.map(fn, items):
+            out.append(result)
+            bar.advance(1)
+    return out

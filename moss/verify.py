@@ -1,14 +1,13 @@
 """Checks a candidate model version must pass before it serves: taught items, earlier items, general suite."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from moss import evals
 from moss.engine import Engine, Sampling
 from moss.eval_scorers import covers
-from moss.progress import track
+from moss.progress import parallel_map
 
 
 @dataclass
@@ -49,11 +48,7 @@ def probe(engine: Engine, items: list[Taught], workers: int = 4, label: str = "p
         item = items[ask[0]]
         return engine.generate(item.messages(ask[1]), Sampling(temperature=0, max_tokens=96)).text()
 
-    with track(label, len(asks), unit="questions") as bar, ThreadPoolExecutor(workers) as pool:
-        answers = []
-        for answer in pool.map(one, asks):
-            answers.append(answer)
-            bar.advance(1)
+    answers = parallel_map(one, asks, label, "questions", workers)
     by_item: dict[int, dict[str, str]] = {}
     for (i, wording), answer in zip(asks, answers):
         by_item.setdefault(i, {})[wording] = answer
@@ -102,10 +97,5 @@ def summary(outcomes: list[Outcome]) -> dict:
 def answer_all(engine: Engine, prompts: list[list[dict]], max_tokens: int = 200, workers: int = 4,
                label: str = "answering") -> list[str]:
     """Greedy answers to several conversations (used for replay anchors)."""
-    out = []
-    with track(label, len(prompts), unit="prompts") as bar, ThreadPoolExecutor(workers) as pool:
-        for text in pool.map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
-                             prompts):
-            out.append(text)
-            bar.advance(1)
-    return out
+    return parallel_map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
+                        prompts, label, "prompts", workers)
