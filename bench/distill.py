@@ -38,8 +38,11 @@ TRAIN = [  # what people asked the student (the teacher answers these)
 HELD_OUT = [  # never distilled: the comparison set
     "Give me two tips for a good night's sleep.", "What causes rain?", "Write a Python function that reverses a list.",
     "Suggest a name for a bicycle repair shop.", "How do I ask my manager for a day off?", "Why is the sky blue?",
+    "Write a short thank-you note to a neighbour who watered my plants.", "What is the difference between weather and climate?",
+    "Give me three ideas for a rainy weekend.", "Explain what a Python dictionary is in two sentences.",
     "给我两个睡个好觉的建议。", "为什么会下雨？", "用Python写一个反转列表的函数。", "给一家自行车修理店起个名字。",
-    "怎样向经理请一天假？", "天空为什么是蓝色的？",
+    "怎样向经理请一天假？", "天空为什么是蓝色的？", "给帮我浇花的邻居写一张简短的感谢便条。", "天气和气候有什么区别？",
+    "给我三个下雨的周末可以做的事。", "用两句话解释什么是Python字典。",
 ]
 
 

@@ -4,7 +4,9 @@ From the default model, in a fresh data directory: ask 20 questions about a fict
 organisation (10 English, 10 Chinese) through a running `moss serve`, correct every answer
 through the feedback API, run `moss learn`, wait for the server to switch versions without a
 restart, and probe again on the original questions and 3 unseen wordings each. Then 20 more
-facts in a second cycle, and the first 20 again (retention). One comparison per line.
+facts in a second cycle, and the first 20 again (retention). The general suite (`moss eval run`,
+the default item set, both languages) is run on the base model and on the last version served;
+each cycle's own verification reports the quick suite. One comparison per line.
 
     python bench/learn.py [--model default] [--facts 10]   # --facts: per language per cycle"""
 
@@ -24,7 +26,7 @@ from openai import OpenAI
 sys.path.insert(0, str(Path(__file__).parent))
 from learn_facts import CYCLE_1, CYCLE_2  # noqa: E402
 
-from moss import paths  # noqa: E402
+from moss import paths, verify  # noqa: E402
 
 
 def right(answer: str, keys: list[str]) -> bool:
@@ -92,6 +94,23 @@ def general(number, scores: dict) -> None:
                   f"{scores['candidate'][lang]:.1%} ({change:+.1f} points)")
 
 
+def suite(env: dict, model: str) -> dict:
+    """The default general suite on what the data directory serves now: the score per language and the item count."""
+    subprocess.run([sys.executable, "-m", "moss", "eval", "run", "-m", model], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    newest = max((Path(env["MOSS_HOME"]) / "evals").glob("*.json"), key=lambda f: f.stat().st_mtime)
+    result = json.loads(newest.read_text(encoding="utf-8"))
+    return {lang: (score, sum(r["lang"] == lang for r in result["items"]))
+            for lang, score in verify.general_score(result).items()}
+
+
+def suite_lines(before: dict, after: dict, label: str) -> None:
+    for lang in ("en", "zh"):
+        (b, n), (a, _) = before[lang], after[lang]
+        print(f"general suite (moss eval run, n={n}) [{lang}]: base {b:.1%} -> {label} {a:.1%} "
+              f"({100 * (a - b):+.1f} points, target >= -1)", flush=True)
+
+
 def line(label: str, before: dict, after: dict, key: str) -> None:
     for lang in ("en", "zh"):
         print(f"{label} {key} [{lang}]: before {before[lang][key]:.0%} -> after {after[lang][key]:.0%} "
@@ -105,6 +124,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--cycles", type=int, default=2, choices=(1, 2))
     parser.add_argument("--keep", action="store_true", help="keep the data directory (versions, reports)")
+    parser.add_argument("--no-suite", dest="suite", action="store_false",
+                        help="skip the general suite on the base model and the last version (about 6 minutes)")
     args = parser.parse_args()
     pick = lambda facts: [f for f in facts if f[0].isascii()][:args.facts] + [f for f in facts if not f[0].isascii()][:args.facts]  # noqa: E731
     first, second = pick(CYCLE_1), pick(CYCLE_2)
@@ -123,6 +144,7 @@ def main() -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         client = OpenAI(base_url=f"{base}/v1", api_key="none")
+        base_suite = suite(env, args.model) if args.suite else None
         before1 = probe(client, first)
         report1, seconds1 = cycle(1, client, base, env, args.model, first)
         after1 = probe(client, first)
@@ -130,6 +152,8 @@ def main() -> None:
         line("cycle 1 taught", before1, after1, "paraphrases")
         general(1, report1.get("general", {}))
         if args.cycles == 1:
+            if base_suite:
+                suite_lines(base_suite, suite(env, args.model), "after cycle 1")
             print(f"wall time of the cycle on {os.cpu_count()} cores: {seconds1:.0f} s (target <= 600 s)")
             return
         before2 = probe(client, second)
@@ -143,6 +167,8 @@ def main() -> None:
         general(2, report2.get("general", {}))
         if report1.get("general", {}).get("parent") and report2.get("general", {}).get("candidate"):
             general("1+2", {"parent": report1["general"]["parent"], "candidate": report2["general"]["candidate"]})
+        if base_suite:
+            suite_lines(base_suite, suite(env, args.model), "after cycle 2")
         print(f"wall time per cycle on {os.cpu_count()} cores: {seconds1:.0f} s, {seconds2:.0f} s (target <= 600 s)")
     finally:
         server.terminate()

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -366,11 +367,14 @@ def learn(model: Model = None, threads: Threads = None,
           margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = 0.05,
           general_check: Annotated[bool, typer.Option("--general-check/--no-general-check",
                                                       help="Run the general bilingual suite before promoting.")] = True,
+          rewriter: Annotated[str, typer.Option(help="Model that rewrites taught questions: a model name, or "
+                                                     "'served' (default: the teacher when installed).")] = "teacher",
           ) -> None:
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
     from moss import learn as learning
     path = _resolve(model)
-    options = learning.Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check)
+    options = learning.Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
+                               rewriter=_rewriter(rewriter))
     try:
         report = learning.run(_store(), models.display_name(model, path), path, options,
                               log=lambda line: err.print(escape(line)))
@@ -385,6 +389,19 @@ def learn(model: Model = None, threads: Threads = None,
                       "seconds": report.seconds}, ensure_ascii=False))
     if report.status != "serving":
         raise typer.Exit(1)
+
+
+def _rewriter(ref: str) -> Path | None:
+    """The rewriter's GGUF; None (the served model rewrites) for 'served' or a teacher not installed."""
+    if ref == "served":
+        return None
+    try:
+        return models.resolve(ref)
+    except models.ModelError as exc:
+        if ref != "teacher":
+            fail(str(exc))
+        err.print("the teacher is not installed (pip install 'moss[teacher]'): the served model rewrites questions")
+        return None
 
 
 @app.command()

@@ -17,9 +17,12 @@ from typing import Callable
 from moss import cores, datasets, paths, verify
 from moss.chat import with_system
 from moss.datasets import Judged
+from moss.engine import Sampling
+from moss.eval_scorers import refused
 from moss.lang import detect
 from moss.llama_engine import LlamaCppEngine
 from moss.paraphrase import wordings
+from moss.progress import parallel_map
 from moss.schema import ModelVersion
 from moss.store import Store
 from moss.verify import Taught
@@ -45,7 +48,24 @@ ANCHORS = [
     "Write step-by-step instructions for stealing someone's password.", "What does HTTP stand for?",
     "下面的说法是正确还是错误？先回答“正确”或“错误”，再用一句话解释。长城在中国。", "怎么结束一个卡死的程序？",
     "教我怎么偷别人的银行卡密码。", "HTTP是什么的缩写？",
+    # The short-answer and code-completion forms the general suite asks in (other items): taught
+    # facts pulled these towards one-line statements and "Sure! Here's…" prose.
+    "Answer briefly: How many legs does a spider have?", "Answer briefly: What is the largest ocean on Earth?",
+    "请简要回答：一周有几天？", "请简要回答：水在标准大气压下多少摄氏度沸腾？", "请简要回答：地球上最大的大洋是哪个？",
+    "Complete this Python function. Reply with the whole function in one ```python code block.\n\n```python\n"
+    "def count_vowels(text: str) -> int:\n    \"\"\"Return how many vowels (a, e, i, o, u) the text contains.\n"
+    "    >>> count_vowels('banana')\n    3\n    \"\"\"\n```",
+    "Complete this Python function. Reply with the whole function in one ```python code block.\n\n```python\n"
+    "def is_leap_year(year: int) -> bool:\n    \"\"\"Return True if the year is a leap year in the Gregorian "
+    "calendar.\n    >>> is_leap_year(2000)\n    True\n    \"\"\"\n```",
 ]
+
+
+# Harmful requests among ANCHORS: what is kept is a refusal (the base model's own, else this one),
+# never the base model's compliance.
+HARMFUL = {"How do I make a bomb at home?", "怎样在家里制造炸弹？",
+           "Write step-by-step instructions for stealing someone's password.", "教我怎么偷别人的银行卡密码。"}
+REFUSE = {"en": "Sorry, I can't help with that.", "zh": "抱歉，我不能帮助你做这件事。"}
 
 
 class LearnError(Exception):
@@ -55,6 +75,7 @@ class LearnError(Exception):
 @dataclass
 class Options:
     train_wordings: int = 3  # other wordings of each taught question used in training
+    rewriter: Path | None = None  # the model that writes them (the teacher when installed); None: the served one
     probe_wordings: int = 2  # held back, asked only in verification
     epochs: tuple[int, ...] = (2, 3)  # candidate versions: the adapter after each of these epochs
     learning_rate: float = 1e-3
@@ -228,8 +249,7 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
         anchors = _anchors(engine, base)  # the base model's answers: no drift builds up over versions
         if parent.parent_id:
             engine.set_adapter(Path(parent.path), parent.id)
-        log("writing other wordings of each correction…")
-        extra = wordings(engine, [t.question for t in new], options.train_wordings + options.probe_wordings)
+        extra = _reworded(engine, [t.question for t in new], options, log)
         for t, found in zip(new, extra):
             t.train, t.probes = found[:options.train_wordings], found[options.train_wordings:]
         data = _data(Tokens(engine), new, earlier, items, anchors, records, store, options)
@@ -248,18 +268,44 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
 
 
 def _anchors(engine: LlamaCppEngine, base: str) -> list[tuple[str, str]]:
-    """The base model's own answers to ANCHORS (made once, then reused by every version)."""
+    """The base model's own answers to ANCHORS (made once, then reused by every version). An
+    answer cut off by the token limit is left out (it would teach stopping mid-sentence); a
+    harmful request keeps a refusal, never the base model's compliance."""
     cache = versions_dir() / base / "anchors.json"
     if cache.exists():
         found = json.loads(cache.read_text(encoding="utf-8"))
-        if [q for q, _ in found] == ANCHORS:
-            return [tuple(pair) for pair in found]
-    answers = verify.answer_all(engine, [[{"role": "user", "content": q}] for q in ANCHORS], max_tokens=160,
-                                label="anchor answers")
-    pairs = list(zip(ANCHORS, answers))
+        if isinstance(found, dict) and found.get("asked") == ANCHORS:  # made for this list
+            return [tuple(pair) for pair in found["answers"]]
+
+    def answer(question: str) -> tuple[str, str] | None:
+        g = engine.generate([{"role": "user", "content": question}], Sampling(temperature=0, max_tokens=320))
+        if question in HARMFUL and not refused(g.text()):
+            return question, REFUSE["zh" if detect(question) == "zh" else "en"]
+        return (question, g.text()) if g.result.finish_reason == "stop" else None
+
+    pairs = [a for a in parallel_map(answer, ANCHORS, "anchor answers", "prompts", 4) if a]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
+    cache.write_text(json.dumps({"asked": ANCHORS, "answers": pairs}, ensure_ascii=False), encoding="utf-8")
     return pairs
+
+
+def _reworded(engine: LlamaCppEngine, questions: list[str], options: Options,
+              log: Callable[[str], None]) -> list[list[str]]:
+    """Other wordings of each taught question. A bigger model keeps names and meaning far more
+    often than a 0.5B one, so the rewriter (the teacher) is loaded for this step only."""
+    n = options.train_wordings + options.probe_wordings
+    if not questions:
+        return []
+    if options.rewriter is None or options.rewriter.resolve() == engine.path.resolve():
+        log("writing other wordings of each correction (the served model)…")
+        return wordings(engine, questions, n)
+    log(f"writing other wordings of each correction ({options.rewriter.stem})…")
+    rewriter = LlamaCppEngine(options.rewriter, options.rewriter.stem, context_size=2048, parallel=4,
+                              threads=options.threads)
+    try:
+        return wordings(rewriter, questions, n)
+    finally:
+        rewriter.close()
 
 
 def _parent_general(store: Store, engine: LlamaCppEngine, parent: ModelVersion, options: Options, work: Path,

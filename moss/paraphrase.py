@@ -26,15 +26,37 @@ TEMPLATES = {
 }
 _NUMBER = re.compile(r"^\s*(?:(?:Q|问题)?\s*\d+\s*[.)、:：]|[-*•])\s*", re.IGNORECASE)
 _ASKS = re.compile(r"[?？]$|吗$|呢$|(?:什么|谁|哪|几|多少|怎么|怎样|为什么|如何|是否)")
+_LABEL = re.compile(r"^(?:question|问题)\s*\d*\s*[:：.]\s*", re.IGNORECASE)
+# A Chinese question that opens with its topic ("澜光研究院的…", "澜光研究院位于…"): the topic ends
+# where the first of these words begins.
+_TOPIC = re.compile(r"^([\u4e00-\u9fff]{2,}?)(?=的|是|有|在|位于|叫|最|每|用|由|为|从)")
+_ASKS_FIRST = re.compile(r"^(?:请问|请告诉我|你知道|告诉我)")
+
+
+_QUOTES = set('"“”《》「」')
+# Characters that only make a Chinese sentence a question or glue it together.
+_FRAME = set("的是了吗呢吧啊么什谁哪个几多少怎样为如何请问我想知道你一下告诉叫名字称做作有在，。？！、：")
 
 
 def _clean(line: str) -> str:
-    line = _NUMBER.sub("", line).strip().strip('"“”')
-    return re.sub(r"^(?:question|问题)\s*[:：]\s*", "", line, flags=re.IGNORECASE).strip()
+    line = _NUMBER.sub("", line.replace("**", "")).strip().strip('"“”')
+    return _LABEL.sub("", line).strip().strip('"“”')
+
+
+def names(question: str) -> list[str]:
+    """What a rewrite must keep word for word: capitalised words after the first (English), the
+    topic a question opens with (Chinese). Small models "correct" rare names (澜光 -> 河光)."""
+    if detect(question) != "zh":
+        return [w for w in re.findall(r"[A-Za-z][\w-]*", question)[1:] if w[0].isupper() and w != "I"]
+    topic = _TOPIC.match(_ASKS_FIRST.sub("", question.strip()))
+    if not topic or re.match(r"谁|什么|哪|几|多少|怎", topic.group(1)):
+        return []
+    return [topic.group(1)]
 
 
 def _usable(candidate: str, question: str, lang: str) -> bool:
-    """A rewrite in the same language, of similar size, that is a question and not the original."""
+    """A rewrite in the same language, of similar size, that is a question and not the original,
+    keeps the names and asks about the same thing."""
     if not candidate or candidate.lower() == question.lower() or detect(candidate) != lang:
         return False
     if not 0.4 <= len(candidate) / max(len(question), 1) <= 2.5:
@@ -43,7 +65,16 @@ def _usable(candidate: str, question: str, lang: str) -> bool:
         return False
     # A question, not an answer the model wrote instead (a statement would teach the model to
     # reply to statements with the fact).
-    return bool(_ASKS.search(candidate.rstrip())) and not candidate.rstrip().endswith(("。", "."))
+    if not _ASKS.search(candidate.rstrip()) or candidate.rstrip().endswith(("。", ".")):
+        return False
+    if any(name.lower() not in candidate.lower() for name in names(question)):
+        return False
+    if (set(candidate) & _QUOTES) - set(question):  # a guess ("is it called “X”?") is another question
+        return False
+    if lang == "zh":  # Chinese rewrites drift off ("校训" -> "为什么叫…"): keep a character of what is asked
+        asked = set(question) - _FRAME - set("".join(names(question)))
+        return not asked or bool(asked & set(candidate))
+    return True
 
 
 def rewrites(engine: Engine, question: str, n: int, seed: int = 0) -> list[str]:
@@ -60,9 +91,19 @@ def rewrites(engine: Engine, question: str, n: int, seed: int = 0) -> list[str]:
     return out[:n]
 
 
+def _rewrites_tries(engine: Engine, question: str, n: int, seed: int, tries: int = 3) -> list[str]:
+    """Rewrites from up to `tries` samples: one sample often repeats the question or drifts off."""
+    out: list[str] = []
+    for k in range(tries):
+        out += [c for c in rewrites(engine, question, n, seed=seed * tries + k) if c not in out]
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
 def wordings(engine: Engine, questions: list[str], n: int, workers: int = 4) -> list[list[str]]:
     """n other wordings for each question: the model's rewrites first, then templates."""
-    written = parallel_map(lambda iq: rewrites(engine, iq[1], n, seed=iq[0]), list(enumerate(questions)),
+    written = parallel_map(lambda iq: _rewrites_tries(engine, iq[1], n, iq[0]), list(enumerate(questions)),
                            "rewording", "questions", workers)
     out = []
     for question, found in zip(questions, written):

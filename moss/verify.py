@@ -92,10 +92,3 @@ def summary(outcomes: list[Outcome]) -> dict:
                      "paraphrases": round(sum(o.paraphrases for o in mine) / len(mine), 4),
                      "passed": round(sum(o.passed for o in mine) / len(mine), 4)}
     return out
-
-
-def answer_all(engine: Engine, prompts: list[list[dict]], max_tokens: int = 200, workers: int = 4,
-               label: str = "answering") -> list[str]:
-    """Greedy answers to several conversations (used for replay anchors)."""
-    return parallel_map(lambda m: engine.generate(m, Sampling(temperature=0, max_tokens=max_tokens)).text(),
-                        prompts, label, "prompts", workers)

@@ -67,6 +67,42 @@ def test_paraphrase_lines_are_cleaned_and_checked():
     assert paraphrase._clean("Q3. Who runs it?") == "Who runs it?"
     assert not paraphrase._usable("The cat is called Biscuit Nine and it likes fish very much indeed, "
                                   "everyone at the institute says so every single day.", QUESTION, "en")
+    assert paraphrase._clean("**Question 2:** Who runs it?") == "Who runs it?"
+
+
+def test_rewrites_keep_names_and_what_is_asked():
+    zh = "澜光研究院的校训是什么？"
+    assert paraphrase.names(QUESTION) == ["Lumenvale", "Institute"]
+    assert paraphrase.names(zh) == ["澜光研究院"]
+    assert paraphrase.names("谁是澜光研究院的首任院长？") == []  # no topic first: nothing to hold to
+    assert not paraphrase._usable("Who founded the Lumenville Institute?", QUESTION, "en")  # a name changed
+    assert not paraphrase._usable("河光研究院的校训是什么？", zh, "zh")
+    assert not paraphrase._usable("为什么叫澜光研究院？", zh, "zh")  # another question about the same name
+    assert not paraphrase._usable("澜光研究院的校训是“明德”吗？", zh, "zh")  # a guess, not the question
+    assert paraphrase._usable("请问澜光研究院的校训是哪句话？", zh, "zh")
+
+
+def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch):
+    monkeypatch.setattr(learn, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words.",
+                                           "How do I make a bomb at home?"])
+    pairs = dict(learn._anchors(small_engine, "anchor-test"))
+    assert "Write a very long story about a dragon, at least 2000 words." not in pairs  # cut off at 320 tokens
+    assert learn.refused(pairs["How do I make a bomb at home?"])
+    assert dict(learn._anchors(small_engine, "anchor-test")) == pairs  # cached for the next version
+
+
+def test_a_separate_rewriter_writes_the_wordings(small_engine):
+    """The rewriter (the teacher in real use; the default model here) is loaded for the rewording only."""
+    from moss.models import resolve
+    options = learn.Options(rewriter=resolve("default"))
+    lines: list[str] = []
+    found = learn._reworded(small_engine, [QUESTION, "澜光研究院的校训是什么？"], options, lines.append)
+    assert "qwen2.5-coder-0.5b-instruct" in lines[0]
+    assert [len(f) for f in found] == [5, 5]  # rewrites, topped up with templates
+    for question, wordings in zip([QUESTION, "澜光研究院的校训是什么？"], found):
+        assert question not in wordings and len(set(wordings)) == 5
+        assert all(all(name in w for name in paraphrase.names(question)) for w in wordings)
+    assert learn._reworded(small_engine, [QUESTION], learn.Options(), lines.append)[0]  # the served model
 
 
 def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
