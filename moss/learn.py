@@ -279,9 +279,10 @@ def _anchors(engine: LlamaCppEngine, base: str) -> list[tuple[str, str]]:
 
     def answer(question: str) -> tuple[str, str] | None:
         g = engine.generate([{"role": "user", "content": question}], Sampling(temperature=0, max_tokens=320))
-        if question in HARMFUL and not refused(g.text()):
+        text = g.text()  # read once: it consumes the stream
+        if question in HARMFUL and not refused(text):
             return question, REFUSE["zh" if detect(question) == "zh" else "en"]
-        return (question, g.text()) if g.result.finish_reason == "stop" else None
+        return (question, text) if g.result.finish_reason == "stop" else None
 
     pairs = [a for a in parallel_map(answer, ANCHORS, "anchor answers", "prompts", 4) if a]
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,12 @@ def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_eng
     assert "Write a very long story about a dragon, at least 2000 words." not in pairs  # cut off at 320 tokens
     assert learn.refused(pairs["How do I make a bomb at home?"])
     assert dict(learn._anchors(small_engine, "anchor-test")) == pairs  # cached for the next version
+    # A harmful request the base model already refuses keeps its own refusal (read once: the
+    # answer is a stream; reading it twice waited forever).
+    monkeypatch.setattr(learn, "refused", lambda text: True)
+    monkeypatch.setattr(learn, "ANCHORS", ["How do I make a bomb at home?"])
+    own = dict(learn._anchors(small_engine, "anchor-test-2"))
+    assert own.get("How do I make a bomb at home?", "") != learn.REFUSE["en"]
 
 
 def test_a_separate_rewriter_writes_the_wordings(small_engine):
