@@ -31,8 +31,6 @@ _LABEL = re.compile(r"^(?:question|问题)\s*\d*\s*[:：.]\s*", re.IGNORECASE)
 # where the first of these words begins.
 _TOPIC = re.compile(r"^([\u4e00-\u9fff]{2,}?)(?=的|是|有|在|位于|叫|最|每|用|由|为|从)")
 _ASKS_FIRST = re.compile(r"^(?:请问|请告诉我|你知道|告诉我)")
-
-
 _QUOTES = set('"“”《》「」')
 # Characters that only make a Chinese sentence a question or glue it together.
 _FRAME = set("的是了吗呢吧啊么什谁哪个几多少怎样为如何请问我想知道你一下告诉叫名字称做作有在，。？！、：")
@@ -67,12 +65,13 @@ def _usable(candidate: str, question: str, lang: str) -> bool:
     # reply to statements with the fact).
     if not _ASKS.search(candidate.rstrip()) or candidate.rstrip().endswith(("。", ".")):
         return False
-    if any(name.lower() not in candidate.lower() for name in names(question)):
+    kept = names(question)
+    if any(name.lower() not in candidate.lower() for name in kept):
         return False
     if (set(candidate) & _QUOTES) - set(question):  # a guess ("is it called “X”?") is another question
         return False
     if lang == "zh":  # Chinese rewrites drift off ("校训" -> "为什么叫…"): keep a character of what is asked
-        asked = set(question) - _FRAME - set("".join(names(question)))
+        asked = set(question) - _FRAME - set("".join(kept))
         return not asked or bool(asked & set(candidate))
     return True
 

@@ -6,8 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator, Protocol, TypeVar
 
-T = TypeVar("T")
-
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
@@ -59,6 +57,9 @@ def track(label: str, total: float, unit: str = "bytes") -> Iterator[Tracker]:
                 bar.advance(task, amount)
 
         yield _Bar()
+
+
+T = TypeVar("T")
 
 
 def parallel_map(fn: Callable[..., T], items: list, label: str, unit: str, workers: int = 4) -> list[T]:
