@@ -301,12 +301,9 @@ def _reworded(engine: LlamaCppEngine, questions: list[str], options: Options,
         log("writing other wordings of each correction (the served model)…")
         return wordings(engine, questions, n)
     log(f"writing other wordings of each correction ({options.rewriter.stem})…")
-    rewriter = LlamaCppEngine(options.rewriter, options.rewriter.stem, context_size=2048, parallel=4,
-                              threads=options.threads)
-    try:
+    with LlamaCppEngine(options.rewriter, options.rewriter.stem, context_size=2048, parallel=4,
+                        threads=options.threads) as rewriter:
         return wordings(rewriter, questions, n)
-    finally:
-        rewriter.close()
 
 
 def _parent_general(store: Store, engine: LlamaCppEngine, parent: ModelVersion, options: Options, work: Path,
