@@ -168,7 +168,8 @@ def main() -> None:
         if report1.get("general", {}).get("parent") and report2.get("general", {}).get("candidate"):
             general("1+2", {"parent": report1["general"]["parent"], "candidate": report2["general"]["candidate"]})
         if base_suite:
-            suite_lines(base_suite, suite(env, args.model), "after cycle 2")
+            serving = report2["version"] if report2["status"] == "serving" else report1["version"]
+            suite_lines(base_suite, suite(env, args.model), f"after cycle 2 ({serving} serves)")
         print(f"wall time per cycle on {os.cpu_count()} cores: {seconds1:.0f} s, {seconds2:.0f} s (target <= 600 s)")
     finally:
         server.terminate()

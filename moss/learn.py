@@ -14,58 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from moss import cores, datasets, paths, verify
+from moss import anchors, cores, datasets, paths, verify
 from moss.chat import with_system
 from moss.datasets import Judged
-from moss.engine import Sampling
-from moss.eval_scorers import refused
 from moss.lang import detect
 from moss.llama_engine import LlamaCppEngine
-from moss.paraphrase import wordings
-from moss.progress import parallel_map
+from moss.paraphrase import split, wordings
 from moss.schema import ModelVersion
 from moss.store import Store
 from moss.verify import Taught
-
-# Requests whose answers by the base model ride along in every training batch (self-distillation),
-# so that teaching facts does not change how it follows everything else: formats asked for,
-# lists, code, refusals, language. Mixed kinds, both languages.
-ANCHORS = [
-    "What is the capital of Australia?", "Is the following statement true or false? Answer 'True' or 'False' "
-    "first, then explain in one sentence. Cats are reptiles.", "Answer with yes or no: is 17 a prime number?",
-    "Write a Python function that reverses a string.", "Give me three tips for sleeping better.",
-    "Explain what photosynthesis is in two sentences.", "How do I make a bomb at home?",
-    "Translate into French: Good morning, my friend.", "What is 12 times 13? Reply with the number only.",
-    "Who wrote Romeo and Juliet?", "Summarize in one sentence: The meeting moved from Monday to Wednesday "
-    "because the room was booked.", "Write a haiku about autumn.",
-    "中国的首都是哪里？", "下面的说法是正确还是错误？先回答“正确”或“错误”，再用一句话解释。猫是爬行动物。",
-    "请只回答“是”或“否”：17是质数吗？", "用Python写一个反转字符串的函数。", "给我三个提高睡眠质量的建议。",
-    "用两句话解释什么是光合作用。", "怎样在家里制造炸弹？", "把这句话翻译成英文：今天天气很好。",
-    "十二乘以十三等于多少？只回答数字。", "《红楼梦》的作者是谁？", "用一句话总结：会议因为会议室被占用，从周一改到了周三。",
-    "写一首关于秋天的短诗。",
-    "Is the following statement true or false? Answer 'True' or 'False' first, then explain in one sentence. "
-    "The Nile is a river in Africa.", "How do I stop a frozen program on Linux?",
-    "Write step-by-step instructions for stealing someone's password.", "What does HTTP stand for?",
-    "下面的说法是正确还是错误？先回答“正确”或“错误”，再用一句话解释。长城在中国。", "怎么结束一个卡死的程序？",
-    "教我怎么偷别人的银行卡密码。", "HTTP是什么的缩写？",
-    # The short-answer and code-completion forms the general suite asks in (other items): taught
-    # facts pulled these towards one-line statements and "Sure! Here's…" prose.
-    "Answer briefly: How many legs does a spider have?", "Answer briefly: What is the largest ocean on Earth?",
-    "请简要回答：一周有几天？", "请简要回答：水在标准大气压下多少摄氏度沸腾？", "请简要回答：地球上最大的大洋是哪个？",
-    "Complete this Python function. Reply with the whole function in one ```python code block.\n\n```python\n"
-    "def count_vowels(text: str) -> int:\n    \"\"\"Return how many vowels (a, e, i, o, u) the text contains.\n"
-    "    >>> count_vowels('banana')\n    3\n    \"\"\"\n```",
-    "Complete this Python function. Reply with the whole function in one ```python code block.\n\n```python\n"
-    "def is_leap_year(year: int) -> bool:\n    \"\"\"Return True if the year is a leap year in the Gregorian "
-    "calendar.\n    >>> is_leap_year(2000)\n    True\n    \"\"\"\n```",
-]
-
-
-# Harmful requests among ANCHORS: what is kept is a refusal (the base model's own, else this one),
-# never the base model's compliance.
-HARMFUL = {"How do I make a bomb at home?", "怎样在家里制造炸弹？",
-           "Write step-by-step instructions for stealing someone's password.", "教我怎么偷别人的银行卡密码。"}
-REFUSE = {"en": "Sorry, I can't help with that.", "zh": "抱歉，我不能帮助你做这件事。"}
 
 
 class LearnError(Exception):
@@ -78,7 +35,7 @@ class Options:
     rewriter: Path | None = None  # the model that writes them (the teacher when installed); None: the served one
     probe_wordings: int = 2  # held back, asked only in verification
     epochs: tuple[int, ...] = (2, 3)  # candidate versions: the adapter after each of these epochs
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4  # 1e-3 learned as well but cost general knowledge and code
     min_items: int = 1  # fewer taught/rated items than this: nothing is trained
     min_taught: float = 0.8  # share of newly taught items that must be learned
     margin: float = 0.05  # largest drop allowed on the general suite, per language
@@ -246,15 +203,16 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
     engine = LlamaCppEngine(base_path, base, context_size=2048, parallel=4, threads=options.threads)
     try:
         cores.wait_for_idle(log)
-        anchors = _anchors(engine, base)  # the base model's answers: no drift builds up over versions
+        # the base model's answers (not the parent's): no drift builds up over versions
+        steady = anchors.answers(engine, versions_dir() / base / "anchors.json")
         if parent.parent_id:
             engine.set_adapter(Path(parent.path), parent.id)
         extra = _reworded(engine, [t.question for t in new], options, log)
         for t, found in zip(new, extra):
-            t.train, t.probes = found[:options.train_wordings], found[options.train_wordings:]
-        data = _data(Tokens(engine), new, earlier, items, anchors, records, store, options)
+            t.train, t.probes = split(t.question, found, options.train_wordings, options.probe_wordings)
+        data = _data(Tokens(engine), new, earlier, items, steady, records, store, options)
         report.data = {"taught": len(new), "sft": len(data.sft), "dpo": len(data.dpo), "kto": len(data.kto),
-                       "earlier": len(earlier), "anchors": len(anchors),
+                       "earlier": len(earlier), "anchors": len(steady),
                        **{f"from {s}": n for s, n in Counter(r.source for r in records).items()}}
         parent_general = _parent_general(store, engine, parent, options, work, report)
         report.seconds["prepare"] = round(time.perf_counter() - clock, 1)
@@ -265,29 +223,6 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
         engine.close()
     report.seconds["total"] = round(time.perf_counter() - clock, 1)
     return _finish(store, report, new, records, base, work, log)
-
-
-def _anchors(engine: LlamaCppEngine, base: str) -> list[tuple[str, str]]:
-    """The base model's own answers to ANCHORS (made once, then reused by every version). An
-    answer cut off by the token limit is left out (it would teach stopping mid-sentence); a
-    harmful request keeps a refusal, never the base model's compliance."""
-    cache = versions_dir() / base / "anchors.json"
-    if cache.exists():
-        found = json.loads(cache.read_text(encoding="utf-8"))
-        if isinstance(found, dict) and found.get("asked") == ANCHORS:  # made for this list
-            return [tuple(pair) for pair in found["answers"]]
-
-    def answer(question: str) -> tuple[str, str] | None:
-        g = engine.generate([{"role": "user", "content": question}], Sampling(temperature=0, max_tokens=320))
-        text = g.text()  # read once: it consumes the stream
-        if question in HARMFUL and not refused(text):
-            return question, REFUSE["zh" if detect(question) == "zh" else "en"]
-        return (question, text) if g.result.finish_reason == "stop" else None
-
-    pairs = [a for a in parallel_map(answer, ANCHORS, "anchor answers", "prompts", 4) if a]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"asked": ANCHORS, "answers": pairs}, ensure_ascii=False), encoding="utf-8")
-    return pairs
 
 
 def _reworded(engine: LlamaCppEngine, questions: list[str], options: Options,

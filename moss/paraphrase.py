@@ -36,6 +36,13 @@ _QUOTES = set('"“”《》「」')
 _FRAME = set("的是了吗呢吧啊么什谁哪个几多少怎样为如何请问我想知道你一下告诉叫名字称做作有在，。？！、：")
 
 
+# English words that carry no part of what a question asks (compared by their first 5 letters).
+_GLUE = {w[:5] for w in (
+    "what which who whom whose where when why how are was were does did the and for from with about into "
+    "this that there their its today now currently current please tell can could would you know name named "
+    "called call give").split()}
+
+
 def _clean(line: str) -> str:
     line = _NUMBER.sub("", line.replace("**", "")).strip().strip('"“”')
     return _LABEL.sub("", line).strip().strip('"“”')
@@ -74,6 +81,31 @@ def _usable(candidate: str, question: str, lang: str) -> bool:
         asked = set(question) - _FRAME - set("".join(kept))
         return not asked or bool(asked & set(candidate))
     return True
+
+
+def _asked(text: str) -> set[str]:
+    return {w.lower()[:5] for w in re.findall(r"[A-Za-z]{3,}", text)} - _GLUE
+
+
+def asks_the_same(candidate: str, question: str) -> bool:
+    """Stricter than `_usable`, for the wordings held back to check learning: besides the names,
+    an English rewrite keeps a word of what is asked ("founder" for "founded"). "What is the
+    mission of X?" is no wording of "What is the motto of X?": its right answer is another fact."""
+    if detect(question) == "zh":  # `_usable` already asks a Chinese rewrite to keep a character of it
+        return True
+    asked = _asked(question) - _asked(" ".join(names(question)))
+    return not asked or bool(asked & _asked(candidate))
+
+
+def split(question: str, found: list[str], train: int, held: int) -> tuple[list[str], list[str]]:
+    """Wordings to train on and wordings held back. Those held back ask exactly what the question
+    asks (else a right answer to another question would count as the fact forgotten); templates
+    fill in when too few rewrites do."""
+    lang = "zh" if detect(question) == "zh" else "en"
+    same = [w for w in found if asks_the_same(w, question)]
+    kept = (same[-held:] if held else []) + [t.format(q=question) for t in TEMPLATES[lang]]
+    kept = list(dict.fromkeys(kept))[:held]
+    return [w for w in found if w not in kept][:train], kept
 
 
 def rewrites(engine: Engine, question: str, n: int, seed: int = 0) -> list[str]:

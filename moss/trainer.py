@@ -67,7 +67,7 @@ class HyperParams:
     learning_rate: float = 1e-3
     epochs: int = 4
     batch_size: int = 8
-    anchors_per_batch: int = 3
+    anchors_per_batch: int = 6
     min_batches: int = 10  # per epoch: a handful of items is repeated, or a fact gets too few updates
     beta: float = 0.1  # DPO / KTO temperature
     seed: int = 0

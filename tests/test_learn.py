@@ -82,19 +82,54 @@ def test_rewrites_keep_names_and_what_is_asked():
     assert paraphrase._usable("请问澜光研究院的校训是哪句话？", zh, "zh")
 
 
-def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch):
-    monkeypatch.setattr(learn, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words.",
-                                           "How do I make a bomb at home?"])
-    pairs = dict(learn._anchors(small_engine, "anchor-test"))
+def test_held_back_wordings_ask_exactly_what_was_asked():
+    """Wordings held back for verification keep a word of what is asked: a rewrite of "motto" as
+    "mission" asks for another fact, and a right answer to it counted as the motto forgotten."""
+    motto = "What is the motto of the Lumenvale Institute?"
+    founded = "Who founded the Lumenvale Institute?"
+    assert paraphrase.asks_the_same("Who is the founder of the Lumenvale Institute?", founded)
+    assert paraphrase.asks_the_same("What is the cat of the Lumenvale Institute called?", QUESTION)
+    assert not paraphrase.asks_the_same("What is the mission of the Lumenvale Institute?", motto)
+    assert not paraphrase.asks_the_same("What does the Lumenvale Institute stand for?", motto)
+    found = ["What does the Lumenvale Institute stand for?", "Which motto does the Lumenvale Institute use?",
+             "What is the mission of the Lumenvale Institute?", "What is the focus of the Lumenvale Institute?",
+             "Tell me the Lumenvale Institute's motto."]
+    train, held = paraphrase.split(motto, found, 3, 2)
+    assert held == ["Which motto does the Lumenvale Institute use?", "Tell me the Lumenvale Institute's motto."]
+    assert train == [w for w in found if w not in held]
+    train, held = paraphrase.split(motto, found[:1] + found[2:4], 3, 2)  # too few: templates fill in
+    assert held == [t.format(q=motto) for t in paraphrase.TEMPLATES["en"][:2]] and len(train) == 3
+    assert paraphrase.split("澜光研究院的校训是什么？", ["请问澜光研究院的校训是哪句话？", "澜光研究院用哪句话做校训？"], 3, 1) == \
+        (["请问澜光研究院的校训是哪句话？"], ["澜光研究院用哪句话做校训？"])
+
+
+def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch, tmp_path):
+    from moss import anchors
+    monkeypatch.setattr(anchors, "KNOWN", [])
+    monkeypatch.setattr(anchors, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words.",
+                                             "How do I make a bomb at home?"])
+    pairs = dict(anchors.answers(small_engine, tmp_path / "a.json"))
     assert "Write a very long story about a dragon, at least 2000 words." not in pairs  # cut off at 320 tokens
-    assert learn.refused(pairs["How do I make a bomb at home?"])
-    assert dict(learn._anchors(small_engine, "anchor-test")) == pairs  # cached for the next version
+    assert anchors.refused(pairs["How do I make a bomb at home?"])
+    assert dict(anchors.answers(small_engine, tmp_path / "a.json")) == pairs  # cached for the next version
     # A harmful request the base model already refuses keeps its own refusal (read once: the
     # answer is a stream; reading it twice waited forever).
-    monkeypatch.setattr(learn, "refused", lambda text: True)
-    monkeypatch.setattr(learn, "ANCHORS", ["How do I make a bomb at home?"])
-    own = dict(learn._anchors(small_engine, "anchor-test-2"))
-    assert own.get("How do I make a bomb at home?", "") != learn.REFUSE["en"]
+    monkeypatch.setattr(anchors, "refused", lambda text: True)
+    monkeypatch.setattr(anchors, "ANCHORS", ["How do I make a bomb at home?"])
+    own = dict(anchors.answers(small_engine, tmp_path / "b.json"))
+    assert own.get("How do I make a bomb at home?", "") != anchors.REFUSE["en"]
+
+
+def test_known_anchors_are_not_items_of_the_general_suite():
+    """The short-knowledge anchors hold the model's general knowledge; they must not be the
+    questions the general suite scores it on."""
+    import random
+
+    from moss import anchors, eval_suites
+    asked = {i.prompt.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？")
+             for i in eval_suites.knowledge(True, random.Random(0))}
+    mine = {q.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？") for q in anchors.KNOWN}
+    assert len(mine) == 80 and not mine & asked
 
 
 def test_a_separate_rewriter_writes_the_wordings(small_engine):

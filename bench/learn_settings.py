@@ -1,0 +1,109 @@
+"""Which training settings teach facts without costing the rest: the same facts, each setting, side by side.
+
+The 10 English and 10 Chinese facts of cycle 1 (bench/learn_facts.py) are taught to the default
+model under each setting, on the same training wordings (written once by the rewriter: the
+teacher when installed). Each result is probed on the held-back wordings, on the 3 hand-written
+wordings per fact that are never trained on, and on the general items learning has cost before
+(knowledge, code and math of the default suite), beside the base model. Training stops after
+`--epochs` epochs. One comparison per line.
+
+    python bench/learn_settings.py [--epochs 2]"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from learn_facts import CYCLE_1  # noqa: E402
+
+from moss import adapters, anchors, evals, learn, models, paths, trainer, verify  # noqa: E402
+from moss.engine import Sampling  # noqa: E402
+from moss.llama_engine import LlamaCppEngine  # noqa: E402
+from moss.paraphrase import split  # noqa: E402
+from moss.progress import parallel_map  # noqa: E402
+
+# name: (learning rate, with the short-knowledge anchors (anchors.KNOWN), anchors per batch)
+SETTINGS = {
+    "lr 1e-3, 39 anchors, 3 per batch (until now)": (1e-3, False, 3),
+    "lr 5e-4, 39 anchors, 3 per batch": (5e-4, False, 3),
+    "lr 1e-3, 119 anchors, 6 per batch": (1e-3, True, 6),
+    "lr 5e-4, 119 anchors, 6 per batch (now)": (5e-4, True, 6),
+}
+SUITES = ["knowledge", "code", "math"]
+
+
+def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
+    """Per language: held-back wordings passed, hand-written wordings right, general items right."""
+    outcomes = verify.probe(engine, taught)
+    asks = [(w, keys) for _, _, keys, others in CYCLE_1 for w in others]
+    answers = parallel_map(lambda a: engine.generate([{"role": "user", "content": a[0]}],
+                                                     Sampling(temperature=0, max_tokens=80)).text(),
+                           asks, "hand-written wordings", "questions", 4)
+    general = evals.run(engine, names=SUITES)
+    out = {}
+    for lang in ("en", "zh"):
+        mine = [o for o in outcomes if o.lang == lang]
+        hand = [any(k.lower() in a.lower() for k in keys) for (w, keys), a in zip(asks, answers)
+                if w.isascii() == (lang == "en")]
+        rows = [r for r in general["items"] if r["lang"] == lang and r["suite"] != "fidelity"]
+        out[lang] = {"held back": sum(o.passed for o in mine) / len(mine), "unseen": sum(hand) / len(hand),
+                     "general": sum(r["score"] for r in rows) / len(rows), "n": len(rows),
+                     **{s: sum(r["score"] for r in rows if r["suite"] == s) for s in SUITES}}
+    return out
+
+
+def line(name: str, result: dict, base: dict, seconds: float) -> None:
+    for lang in ("en", "zh"):
+        r, b = result[lang], base[lang]
+        items = ", ".join(f"{s} {r[s]:g} vs {b[s]:g}" for s in SUITES if s in r)
+        change = 100 * (r["general"] - b["general"])
+        print(f"{name} [{lang}]: taught items {r['held back']:.0%}, unseen wordings {r['unseen']:.0%}; "
+              f"general items {r['general']:.1%} vs base {b['general']:.1%} ({change:+.1f} points, "
+              f"n={r['n']}: {items} right); training {seconds:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="moss-bench-settings-"))
+    (home / "models").symlink_to(paths.models_dir())
+    os.environ["MOSS_HOME"] = str(home)
+    path = models.resolve(args.model)
+    try:
+        rewriter = models.resolve("teacher")
+    except models.ModelError:
+        rewriter = None
+    with LlamaCppEngine(path, args.model, context_size=2048, parallel=4) as engine:
+        steady = anchors.answers(engine, home / "anchors.json")
+        taught = [verify.Taught(str(i), [], q, a, "en" if q.isascii() else "zh")
+                  for i, (q, a, _, _) in enumerate(CYCLE_1)]
+        options = learn.Options(rewriter=rewriter)
+        for t, found in zip(taught, learn._reworded(engine, [t.question for t in taught], options, print)):
+            t.train, t.probes = split(t.question, found, options.train_wordings, options.probe_wordings)
+        base = measure(engine, taught)
+        tokens = learn.Tokens(engine)
+        for number, (name, (rate, known, per_batch)) in enumerate(SETTINGS.items()):
+            data = trainer.Data(sft=[tokens.sequence(t.messages(w), t.answer)
+                                     for t in taught for w in [t.question, *t.train]])
+            data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in steady
+                            if known or q not in anchors.KNOWN]
+            # the schedule of `moss learn`: cosine over its last candidate epoch, stopped at --epochs
+            hp = trainer.HyperParams(epochs=max(learn.Options().epochs), learning_rate=rate,
+                                     anchors_per_batch=per_batch)
+            start = time.perf_counter()
+            (checkpoint,), facts = trainer.train(path, data, hp, lambda *_: None, checkpoint_epochs={args.epochs},
+                                                 enough=lambda *_: True)
+            seconds = time.perf_counter() - start
+            # a file per setting: the engine keeps each adapter it loaded, by path
+            engine.set_adapter(adapters.write(checkpoint.state, facts, home / f"adapter-{number}.gguf"), name)
+            line(name, measure(engine, taught), base, seconds)
+            engine.set_adapter(None, args.model)
+
+
+if __name__ == "__main__":
+    main()
