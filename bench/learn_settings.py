@@ -51,7 +51,8 @@ def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
         rows = [r for r in general["items"] if r["lang"] == lang and r["suite"] != "fidelity"]
         out[lang] = {"held back": sum(o.passed for o in mine) / len(mine), "unseen": sum(hand) / len(hand),
                      "general": sum(r["score"] for r in rows) / len(rows), "n": len(rows),
-                     **{s: sum(r["score"] for r in rows if r["suite"] == s) for s in SUITES}}
+                     **{s: sum(r["score"] for r in rows if r["suite"] == s)
+                        for s in SUITES if any(r["suite"] == s for r in rows)}}
     return out
 
 
