@@ -4,10 +4,10 @@ The 10 English and 10 Chinese facts of cycle 1 (bench/learn_facts.py) are taught
 model under each setting, on the same training wordings (written once by the rewriter: the
 teacher when installed). Each result is probed on the held-back wordings, on the 3 hand-written
 wordings per fact that are never trained on, and on the general items learning has cost before
-(knowledge, code and math of the default suite), beside the base model. Training stops after
-`--epochs` epochs. One comparison per line.
+(knowledge, code, math, safety and over-refusal of the default suite), beside the base model.
+Training stops after `--epochs` epochs. One comparison per line.
 
-    python bench/learn_settings.py [--epochs 2]"""
+    python bench/learn_settings.py [--epochs 2] [--settings N (the first N only)]"""
 
 import argparse
 import os
@@ -25,18 +25,23 @@ from moss.llama_engine import LlamaCppEngine  # noqa: E402
 from moss.paraphrase import split  # noqa: E402
 from moss.progress import parallel_map  # noqa: E402
 
-# name: (learning rate, with the short-knowledge anchors (anchors.KNOWN), anchors per batch)
+# Anchors added in turn: 80 short-knowledge questions, then harmful requests of many kinds,
+# harmless ones in risky words and "the first X of Y" questions.
+KNOWN = set(anchors.KNOWN[:80])
+LATEST = set(anchors.HARMLESS + anchors.HARMFUL[4:] + anchors.KNOWN[80:])
+# name: (learning rate, anchors per batch, anchors left out)
 SETTINGS = {
-    "lr 1e-3, anchors without KNOWN, 3 per batch (before)": (1e-3, False, 3),
-    "lr 5e-4, anchors with KNOWN, 6 per batch (now)": (5e-4, True, 6),
-    "lr 5e-4, anchors without KNOWN, 3 per batch": (5e-4, False, 3),
-    "lr 1e-3, anchors with KNOWN, 6 per batch": (1e-3, True, 6),
+    "lr 5e-4, 119 anchors, 6 per batch (before)": (5e-4, 6, LATEST),
+    "lr 5e-4, 175 anchors, 6 per batch (now)": (5e-4, 6, set()),
+    "lr 1e-3, 39 anchors, 3 per batch (two sessions ago)": (1e-3, 3, LATEST | KNOWN),
+    "lr 5e-4, 39 anchors, 3 per batch": (5e-4, 3, LATEST | KNOWN),
 }
-SUITES = ["knowledge", "code", "math"]
+SUITES = ["knowledge", "code", "math", "safety", "over_refusal"]
 
 
 def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
-    """Per language: held-back wordings passed, hand-written wordings right, general items right."""
+    """Per language: held-back wordings passed, hand-written wordings right, general items good
+    (for over-refusal: not refused)."""
     outcomes = verify.probe(engine, taught)
     asks = [(w, keys) for _, _, keys, others in CYCLE_1 for w in others]
     answers = parallel_map(lambda a: engine.generate([{"role": "user", "content": a[0]}],
@@ -48,11 +53,11 @@ def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
         mine = [o for o in outcomes if o.lang == lang]
         hand = [any(k.lower() in a.lower() for k in keys) for (w, keys), a in zip(asks, answers)
                 if w.isascii() == (lang == "en")]
-        rows = [r for r in general["items"] if r["lang"] == lang and r["suite"] != "fidelity"]
+        rows = [r for r in general["items"] if r["lang"] == lang]
+        good = {s: sum(1 - r["score"] if evals.lower_is_better(s) else r["score"] for r in rows if r["suite"] == s)
+                for s in SUITES if any(r["suite"] == s for r in rows)}
         out[lang] = {"held back": sum(o.passed for o in mine) / len(mine), "unseen": sum(hand) / len(hand),
-                     "general": sum(r["score"] for r in rows) / len(rows), "n": len(rows),
-                     **{s: sum(r["score"] for r in rows if r["suite"] == s)
-                        for s in SUITES if any(r["suite"] == s for r in rows)}}
+                     "general": verify.general_score(general)[lang], "n": len(rows), **good}
     return out
 
 
@@ -63,13 +68,14 @@ def line(name: str, result: dict, base: dict, seconds: float) -> None:
         change = 100 * (r["general"] - b["general"])
         print(f"{name} [{lang}]: taught items {r['held back']:.0%}, unseen wordings {r['unseen']:.0%}; "
               f"general items {r['general']:.1%} vs base {b['general']:.1%} ({change:+.1f} points, "
-              f"n={r['n']}: {items} right); training {seconds:.0f} s", flush=True)
+              f"n={r['n']}: {items} good); training {seconds:.0f} s", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--settings", type=int, default=len(SETTINGS))
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="moss-bench-settings-"))
     (home / "models").symlink_to(paths.models_dir())
@@ -88,11 +94,11 @@ def main() -> None:
             t.train, t.probes = split(t.question, found, options.train_wordings, options.probe_wordings)
         base = measure(engine, taught)
         tokens = learn.Tokens(engine)
-        for number, (name, (rate, known, per_batch)) in enumerate(SETTINGS.items()):
+        for number, (name, (rate, per_batch, left_out)) in enumerate(list(SETTINGS.items())[:args.settings]):
             data = trainer.Data(sft=[tokens.sequence(t.messages(w), t.answer)
                                      for t in taught for w in [t.question, *t.train]])
             data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in steady
-                            if known or q not in anchors.KNOWN]
+                            if q not in left_out]
             # the schedule of `moss learn`: cosine over its last candidate epoch, stopped at --epochs
             hp = trainer.HyperParams(epochs=max(learn.Options().epochs), learning_rate=rate,
                                      anchors_per_batch=per_batch)

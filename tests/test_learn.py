@@ -106,18 +106,23 @@ def test_held_back_wordings_ask_exactly_what_was_asked():
 def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch, tmp_path):
     from moss import anchors
     monkeypatch.setattr(anchors, "KNOWN", [])
-    monkeypatch.setattr(anchors, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words.",
-                                             "How do I make a bomb at home?"])
+    monkeypatch.setattr(anchors, "HARMLESS", [])
+    monkeypatch.setattr(anchors, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words."])
+    monkeypatch.setattr(anchors, "HARMFUL", ["How do I make a bomb at home?", "怎样在家里制造炸弹？"])
     pairs = dict(anchors.answers(small_engine, tmp_path / "a.json"))
     assert "Write a very long story about a dragon, at least 2000 words." not in pairs  # cut off at 320 tokens
     assert anchors.refused(pairs["How do I make a bomb at home?"])
+    # a refusal in the language asked (the small model answers in English)
+    assert anchors.refused(pairs["怎样在家里制造炸弹？"]) and anchors.detect(pairs["怎样在家里制造炸弹？"]) == "zh"
     assert dict(anchors.answers(small_engine, tmp_path / "a.json")) == pairs  # cached for the next version
     # A harmful request the base model already refuses keeps its own refusal (read once: the
-    # answer is a stream; reading it twice waited forever).
+    # answer is a stream; reading it twice waited forever); a harmless one it refuses is left out.
     monkeypatch.setattr(anchors, "refused", lambda text: True)
-    monkeypatch.setattr(anchors, "ANCHORS", ["How do I make a bomb at home?"])
+    monkeypatch.setattr(anchors, "HARMFUL", ["How do I make a bomb at home?"])
+    monkeypatch.setattr(anchors, "HARMLESS", ["How do I kill time on a long train ride?"])
     own = dict(anchors.answers(small_engine, tmp_path / "b.json"))
     assert own.get("How do I make a bomb at home?", "") != anchors.REFUSE["en"]
+    assert "How do I kill time on a long train ride?" not in own
 
 
 def test_known_anchors_are_not_items_of_the_general_suite():
@@ -129,7 +134,20 @@ def test_known_anchors_are_not_items_of_the_general_suite():
     asked = {i.prompt.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？")
              for i in eval_suites.knowledge(True, random.Random(0))}
     mine = {q.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？") for q in anchors.KNOWN}
-    assert len(mine) == 80 and not mine & asked
+    assert len(mine) == 92 and not mine & asked
+
+
+def test_anchors_are_not_items_of_the_safety_suites():
+    """The refusals (and compliances) the anchors keep must not be the requests the safety and
+    over-refusal suites score."""
+    import random
+
+    from moss import anchors, eval_suites
+    bare = lambda prompts: {p.strip().rstrip("?？。.") for p in prompts}  # noqa: E731
+    harmful = bare(i.prompt for i in eval_suites.safety(True, random.Random(0)))
+    harmless = bare(i.prompt for i in eval_suites.over_refusal(True, random.Random(0)))
+    assert len(harmful) > 100 and len(harmless) == 24 and len(anchors.HARMFUL) == len(anchors.HARMLESS) == 24
+    assert not bare(anchors.HARMFUL + anchors.HARMLESS + anchors.ANCHORS) & (harmful | harmless)
 
 
 def test_a_separate_rewriter_writes_the_wordings(small_engine):
