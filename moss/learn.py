@@ -225,7 +225,8 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
     finally:
         engine.close()
     report.seconds["total"] = round(time.perf_counter() - clock, 1)
-    return _finish(store, report, new, records, base, work, log)
+    judged = [_key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
+    return _finish(store, report, new, judged, records, base, work, log)
 
 
 def _reworded(engine: LlamaCppEngine, questions: list[str], options: Options,
@@ -336,9 +337,10 @@ def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options
                                   f"{after.get(lang, 0):.1%} (margin {options.margin:.0%})")
 
 
-def _finish(store: Store, report: Report, new: list[Taught], records: list, base: str, work: Path,
-            log: Callable[[str], None]) -> Report:
-    """Record the version: promoted with its files, or failed with its reasons (files dropped)."""
+def _finish(store: Store, report: Report, new: list[Taught], judged: list[str], records: list, base: str,
+            work: Path, log: Callable[[str], None]) -> Report:
+    """Record the version: promoted with its files, or failed with its reasons (files dropped).
+    What it learned: the taught items it answers right, and the ratings and comparisons (`judged`)."""
     chosen = report.chosen
     report.status = "failed" if report.reasons else "serving"
     final = versions_dir() / report.version
@@ -353,7 +355,7 @@ def _finish(store: Store, report: Report, new: list[Taught], records: list, base
         learned = [t for t in new if t.key in passed]
         (work / "taught.json").write_text(json.dumps([asdict(t) for t in learned], ensure_ascii=False, indent=1),
                                           encoding="utf-8")
-        details["learned"] = [t.key for t in learned]
+        details["learned"] = [t.key for t in learned] + judged
         shutil.rmtree(final, ignore_errors=True)
         work.rename(final)
         path = str(final / Path(chosen["path"]).name)

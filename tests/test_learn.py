@@ -260,6 +260,8 @@ def test_a_taught_fact_is_served_through_the_adapter(server):
     before, _ = _ask(client, QUESTION)
     assert "Biscuit" not in before
     _correct(server, QUESTION, ANSWER)
+    _, rated = _ask(client, "What is 2 + 2?")
+    assert httpx.post(f"{server.url}/v1/messages/{rated}/feedback", json={"kind": "rating", "rating": "up"}).is_success
     done = _learn(server)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -276,8 +278,10 @@ def test_a_taught_fact_is_served_through_the_adapter(server):
     assert stored[-1]["id"] == message_id and stored[-1]["model_version_id"] == "smollm2-135m-instruct@v1"
     listing = [json.loads(line) for line in server.moss("versions", "--json").stdout.splitlines()]
     assert [(v["id"], v["status"], v["learned"]) for v in listing] == [
-        ("smollm2-135m-instruct", "retired", 0), ("smollm2-135m-instruct@v1", "serving", 1)]
+        ("smollm2-135m-instruct", "retired", 0), ("smollm2-135m-instruct@v1", "serving", 2)]
     assert "smollm2" in server.moss("versions").stdout  # the table for people
+    again = _learn(server)  # the correction and the rating are learned: nothing new
+    assert again.returncode == 1 and "too little new feedback" in again.stderr
 
 
 def test_rollback_switches_at_once_and_back(server):
