@@ -33,7 +33,7 @@ LATEST = set(anchors.HARMLESS + anchors.HARMFUL[4:] + anchors.KNOWN[80:])
 SETTINGS = {
     "lr 5e-4, 119 anchors, 6 per batch (before)": (5e-4, 6, LATEST),
     "lr 5e-4, 175 anchors, 6 per batch (now)": (5e-4, 6, set()),
-    "lr 1e-3, 39 anchors, 3 per batch (two sessions ago)": (1e-3, 3, LATEST | KNOWN),
+    "lr 1e-3, 39 anchors, 3 per batch (the first setting)": (1e-3, 3, LATEST | KNOWN),
     "lr 5e-4, 39 anchors, 3 per batch": (5e-4, 3, LATEST | KNOWN),
 }
 SUITES = ["knowledge", "code", "math", "safety", "over_refusal"]
