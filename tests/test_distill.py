@@ -84,7 +84,7 @@ def test_distillation_produces_filtered_records(servers):
         else:
             assert r.reason in ("cut off", "length", "template debris", "language", "refused a harmless prompt", "junk")
         if detect(question) == "zh" and detect(r.chosen) != "zh":
-            assert r.status == "dropped" and r.reason == "language"  # a wrong-language answer never trains
+            assert r.status == "dropped"  # a wrong-language answer never trains (the first filter that fits names why)
     personal = [r for r in answered if "greeting" in r.prompt[-1]["content"]][0]
     assert "ann@example.com" not in json.dumps(personal.prompt) and "[email]" in personal.prompt[-1]["content"]
     assert "[phone]" in personal.prompt[-1]["content"]
