@@ -272,9 +272,12 @@ def _train(engine: LlamaCppEngine, base_path: Path, data, parent: ModelVersion, 
         trainer.save_state(checkpoint.state, _state_path(path))
         c = {"epoch": checkpoint.epoch, "loss": round(checkpoint.loss, 4), "path": str(path),
              "hyperparameters": {**asdict(hp), "epochs": checkpoint.epoch}}
-        _probe(engine, c, new, earlier, log)
+        _probe(engine, c, new, log)
         report.candidates.append(c)
-        return c["score"] >= options.enough_taught and not c["regressed"]
+        if c["score"] < options.enough_taught and checkpoint.epoch < max(options.epochs):
+            return False  # training goes on: asking the earlier items can wait (see _choose)
+        _probe_earlier(engine, c, earlier, log)
+        return not c["regressed"]
 
     with track("training", trainer.total_steps(data, hp), unit="steps") as bar:
         def progress(step: int, total: int, loss: float) -> None:
@@ -282,8 +285,19 @@ def _train(engine: LlamaCppEngine, base_path: Path, data, parent: ModelVersion, 
             cores.wait_for_idle(log)  # people being served come first
         trainer.train(base_path, data, hp, progress, threads=options.threads, checkpoint_epochs=set(options.epochs),
                       start=_parent_state(parent), enough=enough)
-    # The best: fewest items lost, then most learned, then fewest epochs (the least change).
-    report.chosen = min(report.candidates, key=lambda c: (len(c["regressed"]), -c["score"], c["epoch"]))
+    report.chosen = _choose(engine, report.candidates, earlier, log)
+
+
+def _choose(engine: LlamaCppEngine, candidates: list[dict], earlier: list[Taught],
+            log: Callable[[str], None]) -> dict:
+    """The best: fewest earlier items lost, then most learned, then fewest epochs (the least change).
+    A candidate not yet asked the earlier items counts as losing none until it is asked, so
+    they are asked only of a candidate that could win."""
+    def rank(c: dict) -> tuple:
+        return len(c.get("regressed", [])), -c["score"], c["epoch"]
+    while "regressed" not in (best := min(candidates, key=rank)):
+        _probe_earlier(engine, best, earlier, log)
+    return best
 
 
 def _state_path(adapter: Path) -> Path:
@@ -298,21 +312,27 @@ def _parent_state(parent: ModelVersion):
     return load_state(_state_path(Path(parent.path)))
 
 
-def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], earlier: list[Taught],
-           log: Callable[[str], None]) -> None:
-    """Ask a candidate every taught item (original and held-back wordings) and every earlier one."""
+def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[str], None]) -> None:
+    """Ask a candidate every taught item, in its original and held-back wordings."""
     cores.wait_for_idle(log)
     engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
     outcomes = verify.probe(engine, new, label=f"probing epoch {c['epoch']}")
-    kept = verify.probe(engine, earlier, label="probing earlier items") if earlier else []
     c["taught"] = verify.summary(outcomes)
     c["passed_keys"] = [o.key for o in outcomes if o.passed]
-    c["regressed"] = [o.key for o in kept if not o.passed]
-    c["kept"] = len(kept) - len(c["regressed"])
     c["score"] = sum(o.passed for o in outcomes) / len(outcomes) if outcomes else 1.0  # nothing taught: nothing to miss
     c["misses"] = [{"key": o.key, "answers": o.answers} for o in outcomes if not o.passed][:10]
-    log(f"epoch {c['epoch']}: {sum(o.passed for o in outcomes)}/{len(outcomes)} taught items learned, "
-        f"{len(c['regressed'])} earlier item(s) lost")
+    log(f"epoch {c['epoch']}: {sum(o.passed for o in outcomes)}/{len(outcomes)} taught items learned")
+
+
+def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught], log: Callable[[str], None]) -> None:
+    """Ask a candidate every item taught in earlier versions (the regression set)."""
+    cores.wait_for_idle(log)
+    engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
+    kept = verify.probe(engine, earlier, label="probing earlier items") if earlier else []
+    c["regressed"] = [o.key for o in kept if not o.passed]
+    c["kept"] = len(kept) - len(c["regressed"])
+    if earlier:
+        log(f"epoch {c['epoch']}: {c['kept']}/{len(kept)} earlier items kept")
 
 
 def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options, work: Path,
@@ -324,7 +344,7 @@ def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options
                               f"(at least {options.min_taught:.0%} needed)")
     if best["regressed"]:
         report.reasons.append(f"{len(best['regressed'])} item(s) taught before are no longer answered right")
-    if "kept" in best and (best["kept"] or best["regressed"]):
+    if best["kept"] or best["regressed"]:
         report.regression = {"items": best["kept"] + len(best["regressed"]), "kept": best["kept"]}
     if parent_general is None or report.reasons:
         return

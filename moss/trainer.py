@@ -116,17 +116,48 @@ def _common_prefix(sequences: list[Sequence]) -> int:
     return n
 
 
+def _by_length(lengths: list[int], waste: float = 1.5) -> list[list[int]]:
+    """Indices of rows in groups of similar length: padding a group to its longest row costs
+    at most `waste` times its real tokens."""
+    groups: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        n = lengths[i]  # the longest so far: the group's padded width
+        if groups and (len(groups[-1]) + 1) * n <= waste * (real + n):
+            groups[-1].append(i)
+            real += n
+        else:
+            groups.append([i])
+            real = n
+    return groups
+
+
 def answer_logprobs(model, sequences: list[Sequence], device) -> list[torch.Tensor]:
-    """Per sequence, the log-probability of each answer token under `model` (a peft model)."""
+    """Per sequence, the log-probability of each answer token under `model` (a peft model).
+    The shared prefix (the system prompt) goes through once; the rows after it go through in
+    groups of similar length: one long anchor answer padded a whole batch of short rows to its
+    length, and a quarter of a step's work was padding."""
+    from transformers import DynamicCache
     inner = model.get_base_model()
     shared = _common_prefix(sequences)
-    cache = None
     # transformers renamed past_key_values to cache (5.2x); accept both
     name = "cache" if "cache" in inspect.signature(type(inner.model).forward).parameters else "past_key_values"
+    layers = []
     if shared > 0:
         prefix = torch.tensor([sequences[0].tokens[:shared]], device=device)
-        cache = getattr(inner.model(input_ids=prefix, use_cache=True), name)
-        cache.batch_repeat_interleave(len(sequences))
+        layers = [(layer.keys, layer.values) for layer in getattr(inner.model(input_ids=prefix, use_cache=True), name).layers]
+    out: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+    for group in _by_length([len(s.tokens) - shared for s in sequences]):
+        cache = DynamicCache([(k.repeat_interleave(len(group), 0), v.repeat_interleave(len(group), 0))
+                              for k, v in layers]) if layers else None
+        rows = _rest_logprobs(inner, [sequences[i] for i in group], shared, cache, name, device)
+        for i, logprobs in zip(group, rows):
+            out[i] = logprobs
+    return out
+
+
+def _rest_logprobs(inner, sequences: list[Sequence], shared: int, cache, name: str, device) -> list[torch.Tensor]:
+    """answer_logprobs for one group after the prefix in `cache`: rows padded to the longest."""
     rest = [s.tokens[shared:] for s in sequences]
     width = max(len(r) for r in rest)
     ids = torch.zeros(len(rest), width, dtype=torch.long, device=device)

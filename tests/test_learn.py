@@ -103,6 +103,28 @@ def test_held_back_wordings_ask_exactly_what_was_asked():
         (["请问澜光研究院的校训是哪句话？"], ["澜光研究院用哪句话做校训？"])
 
 
+def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
+    """Asking the earlier items costs a probe per candidate; an epoch that learned too little to stop
+    at is asked only when it would be chosen over the last one: the choice is the same as asking all."""
+    asked, lost = [], set()
+
+    def probe_earlier(engine, c, earlier, log):
+        asked.append(c["epoch"])
+        c["regressed"] = ["old"] if c["epoch"] in lost else []
+        c["kept"] = 1 - len(c["regressed"])
+
+    monkeypatch.setattr(learn, "_probe_earlier", probe_earlier)
+    for lost, chosen, asks in (({2}, 3, [2]), (set(), 2, [2]), ({2, 3}, 2, [2])):
+        last = {"epoch": 3, "score": 0.85}
+        probe_earlier(None, last, [], None)  # the last epoch is always asked while training
+        asked.clear()
+        assert learn._choose(None, [{"epoch": 2, "score": 0.9}, last], [], print)["epoch"] == chosen
+        assert asked == asks
+    asked.clear()  # learned less than a candidate that kept everything: never asked
+    best = {"epoch": 3, "score": 0.9, "regressed": [], "kept": 1}
+    assert learn._choose(None, [{"epoch": 2, "score": 0.8}, best], [], print) is best and asked == []
+
+
 def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch, tmp_path):
     from moss import anchors
     monkeypatch.setattr(anchors, "KNOWN", [])
@@ -165,20 +187,24 @@ def test_a_separate_rewriter_writes_the_wordings(small_engine):
 
 
 def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
-    """The trainer runs a batch's common prefix once; that must not change any number."""
+    """The trainer runs a batch's common prefix once and the rows after it in groups of similar
+    length; neither may change any number."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     from moss import trainer
     tokens = learn.Tokens(small_engine)
     seqs = [tokens.sequence([{"role": "user", "content": q}], a)
-            for q, a in [(QUESTION, ANSWER), SECOND, ("Hi", "Hello! How can I help?")]]
+            for q, a in [(QUESTION, ANSWER), SECOND, ("Hi", "Hello! How can I help?"),
+                         ("Count to forty.", " ".join(str(n) for n in range(1, 41)))]]
     model = trainer.base_model(small_engine.path, torch.float32)
     model = get_peft_model(model, LoraConfig(r=4, target_modules=trainer.TARGETS))
     with torch.no_grad():
         batched = trainer.answer_logprobs(model, seqs, "cpu")
         alone = [trainer.answer_logprobs(model, [s], "cpu")[0] for s in seqs]
     assert trainer._common_prefix(seqs) > 20  # the system prompt is shared
+    shared = trainer._common_prefix(seqs)
+    assert len(trainer._by_length([len(s.tokens) - shared for s in seqs])) > 1  # the long row is not padded with the short ones
     for b, a, s in zip(batched, alone, seqs):
         assert len(b) == len(s.tokens) - s.answer_from
         assert torch.allclose(b, a, atol=1e-3)
