@@ -54,7 +54,7 @@ def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
         hand = [any(k.lower() in a.lower() for k in keys) for (w, keys), a in zip(asks, answers)
                 if w.isascii() == (lang == "en")]
         rows = [r for r in general["items"] if r["lang"] == lang]
-        good = {s: sum(1 - r["score"] if evals.lower_is_better(s) else r["score"] for r in rows if r["suite"] == s)
+        good = {s: sum(verify.goodness(r) for r in rows if r["suite"] == s)
                 for s in SUITES if any(r["suite"] == s for r in rows)}
         out[lang] = {"held back": sum(o.passed for o in mine) / len(mine), "unseen": sum(hand) / len(hand),
                      "general": verify.general_score(general)[lang], "n": len(rows), **good}

@@ -190,8 +190,9 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
     learned = _learned_keys(store, parent)
     items = [i for i in datasets.judged(store) if _key(i) not in learned and i.message.role == "assistant"]
     new = _taught(items)
+    judged = [_key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
     records = store.records(status="pending")
-    usable = len(new) + sum(1 for i in items if i.feedback.kind in ("rating", "comparison")) + len(records)
+    usable = len(new) + len(judged) + len(records)
     if usable < options.min_items:
         raise LearnError(f"too little new feedback to learn from: {usable} usable item(s), at least "
                          f"{options.min_items} needed (corrections, ratings, comparisons or moss distill records)")
@@ -225,7 +226,6 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
     finally:
         engine.close()
     report.seconds["total"] = round(time.perf_counter() - clock, 1)
-    judged = [_key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
     return _finish(store, report, new, judged, records, base, work, log)
 
 
@@ -312,10 +312,15 @@ def _parent_state(parent: ModelVersion):
     return load_state(_state_path(Path(parent.path)))
 
 
-def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[str], None]) -> None:
-    """Ask a candidate every taught item, in its original and held-back wordings."""
+def _load(engine: LlamaCppEngine, c: dict, log: Callable[[str], None]) -> None:
+    """Serve candidate `c` in the cycle's own engine, once the server is idle."""
     cores.wait_for_idle(log)
     engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
+
+
+def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[str], None]) -> None:
+    """Ask a candidate every taught item, in its original and held-back wordings."""
+    _load(engine, c, log)
     outcomes = verify.probe(engine, new, label=f"probing epoch {c['epoch']}")
     c["taught"] = verify.summary(outcomes)
     c["passed_keys"] = [o.key for o in outcomes if o.passed]
@@ -326,8 +331,7 @@ def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[st
 
 def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught], log: Callable[[str], None]) -> None:
     """Ask a candidate every item taught in earlier versions (the regression set)."""
-    cores.wait_for_idle(log)
-    engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
+    _load(engine, c, log)
     kept = verify.probe(engine, earlier, label="probing earlier items") if earlier else []
     c["regressed"] = [o.key for o in kept if not o.passed]
     c["kept"] = len(kept) - len(c["regressed"])

@@ -62,12 +62,16 @@ def probe(engine: Engine, items: list[Taught], workers: int = 4, label: str = "p
     return out
 
 
+def goodness(row: dict) -> float:
+    """An evaluated item's score with higher always better (over-refusal counts refusals)."""
+    return 1 - row["score"] if evals.lower_is_better(row["suite"]) else row["score"]
+
+
 def general_score(result: dict) -> dict[str, float]:
     """One number per language from an evaluation run: the mean goodness of its items."""
     out = {}
     for lang in ("en", "zh"):
-        rows = [r for r in result["items"] if r["lang"] == lang]
-        good = [1 - r["score"] if evals.lower_is_better(r["suite"]) else r["score"] for r in rows]
+        good = [goodness(r) for r in result["items"] if r["lang"] == lang]
         if good:
             out[lang] = round(sum(good) / len(good), 4)
     return out
