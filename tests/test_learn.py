@@ -103,6 +103,20 @@ def test_held_back_wordings_ask_exactly_what_was_asked():
         (["请问澜光研究院的校训是哪句话？"], ["澜光研究院用哪句话做校训？"])
 
 
+def test_a_wrong_answer_that_states_a_taught_fact_is_not_trained_against():
+    """After a cycle, the model gives its new facts to neighbouring questions; rejecting such an
+    answer (DPO, a KTO 👎) pushes the fact down where it was taught: it is left out."""
+    from moss.verify import Taught
+    first = Taught("1", [], "澜光研究院的第一任院长是谁？", "澜光研究院的第一任院长是韩青禾。", "zh", "澜光研究院的第一任院长是李文。")
+    ship = Taught("2", [], "What is the Lumenvale Institute's research ship called?",
+                  "The Lumenvale Institute's research ship is the RV Marrow Star.", "en",
+                  "The Lumenvale Institute's research ship is the Ocean Explorer.")
+    assert learn._states_taught("澜光研究院的现任院长是韩青禾。", [first, ship])
+    assert learn._states_taught("The Lumenvale Institute's telescope is the RV Marrow Star.", [first, ship])
+    assert not learn._states_taught("澜光研究院的现任院长是李文。", [first, ship])
+    assert not learn._states_taught("The Lumenvale Institute's telescope is the Ocean Explorer.", [first, ship])
+
+
 def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
     """Asking the earlier items costs a probe per candidate; an epoch that learned too little to stop
     at is asked only when it would be chosen over the last one: the choice is the same as asking all."""
