@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from moss import cores
 from moss.access import ApiError
@@ -41,6 +41,14 @@ class RollbackIn(BaseModel):
 class LearnIn(BaseModel):
     min_items: int = 1
     general_check: bool = True
+    epochs: list[int] = [2, 3]  # candidate epochs (`moss learn --epochs`)
+
+    @field_validator("epochs")
+    @classmethod
+    def _rising(cls, epochs: list[int]) -> list[int]:
+        if not epochs or epochs[0] < 1 or epochs != sorted(set(epochs)):
+            raise ValueError("epochs must be rising whole numbers from 1, such as [2, 3, 4]")
+        return epochs
 
 
 class LearnStatus(BaseModel):
@@ -65,7 +73,7 @@ class Learner:
             if self.process is not None and self.process.poll() is None:
                 raise ApiError(409, "a learning cycle is already running", code="learning_running")
             command = [sys.executable, "-m", "moss", "learn", "--model", self.model,
-                       "--min-items", str(body.min_items)]
+                       "--min-items", str(body.min_items), "--epochs", ",".join(map(str, body.epochs))]
             if not body.general_check:
                 command.append("--no-general-check")
             self.lines.clear()

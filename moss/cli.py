@@ -369,12 +369,15 @@ def learn(model: Model = None, threads: Threads = None,
                                                       help="Run the general bilingual suite before promoting.")] = True,
           rewriter: Annotated[str, typer.Option(help="Model that rewrites taught questions: a model name, or "
                                                      "'served' (default: the teacher when installed).")] = "teacher",
+          epochs: Annotated[str, typer.Option(help="Candidate epochs, e.g. 2,3,4: training stops at the first "
+                                                   "that learned every taught item.")] = "2,3",
           ) -> None:
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
     from moss import learn as learning
+    candidates = _epochs(epochs)
     path = _resolve(model)
     options = learning.Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
-                               rewriter=_rewriter(rewriter))
+                               rewriter=_rewriter(rewriter), epochs=candidates)
     try:
         report = learning.run(_store(), models.display_name(model, path), path, options,
                               log=lambda line: err.print(escape(line)))
@@ -389,6 +392,16 @@ def learn(model: Model = None, threads: Threads = None,
                       "seconds": report.seconds}, ensure_ascii=False))
     if report.status != "serving":
         raise typer.Exit(1)
+
+
+def _epochs(text: str) -> tuple[int, ...]:
+    try:
+        epochs = tuple(int(e) for e in text.split(","))
+    except ValueError:
+        epochs = ()
+    if not epochs or epochs[0] < 1 or list(epochs) != sorted(set(epochs)):
+        fail(f"--epochs takes rising whole numbers from 1, such as 2,3,4 (got {text!r})")
+    return epochs
 
 
 def _rewriter(ref: str) -> Path | None:

@@ -7,10 +7,12 @@ removes the partial folder. A lock file keeps two cycles from running at once.""
 
 import fcntl
 import json
+import re
 import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Callable
 
@@ -150,35 +152,61 @@ def _data(tokens: Tokens, new: list[Taught], earlier: list[Taught], items: list[
         data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train][:options.replay]]
     data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in anchors]
     taught = new + earlier
-    keep = lambda rejected: not _states_taught(rejected, taught)  # noqa: E731
     for record in datasets.sft([i for i in items if i.feedback.kind == "rating"]):
         data.sft.append(tokens.sequence(record["messages"][:-1], record["messages"][-1]["content"]))
     for record in datasets.dpo(store, items):
-        prompt, rejected = record["prompt"], record["rejected"][0]["content"]
-        if keep(rejected):
-            data.dpo.append(Pair(tokens.sequence(prompt, record["chosen"][0]["content"]),
-                                 tokens.sequence(prompt, rejected)))
+        data.dpo += _pairs(tokens, record["prompt"], record["chosen"][0]["content"],
+                           record["rejected"][0]["content"], taught)
     for record in datasets.kto(store, [i for i in items if i.feedback.kind != "correction"]):
         answer = record["completion"][0]["content"]
-        if record["label"] or keep(answer):
+        if record["label"] or not any(_states(answer, t) for t in taught):  # no answer to contrast it with
             data.kto.append(Labelled(tokens.sequence(record["prompt"], answer), record["label"]))
     if len(data.kto) < 4:  # KTO's reference point needs a few answers to estimate
         data.kto = []
     for r in records:  # from teachers, judges and self-instruct (moss distill)
         if r.kind == "sft":
             data.sft.append(tokens.sequence(r.prompt, r.chosen))
-        elif keep(r.rejected):
-            data.dpo.append(Pair(tokens.sequence(r.prompt, r.chosen), tokens.sequence(r.prompt, r.rejected)))
+        else:
+            data.dpo += _pairs(tokens, r.prompt, r.chosen, r.rejected, taught)
     return data
 
 
-def _states_taught(answer: str, taught: list[Taught]) -> bool:
-    """Whether a wrong answer states what a taught item answers: training against it would
-    unteach that item. A model that has learned some facts about a place gives them to other
-    questions about it ("现任院长是韩青禾", where 韩青禾 is the first director taught a cycle
-    before: 17 of the 20 corrected answers in bench/learn.py's second cycle), and pushing those
-    answers down made the first director's answer flip."""
-    return any(covers(answer, t.answer, [t.question, t.original]) for t in taught)
+def _states(answer: str, t: Taught) -> bool:
+    """Whether an answer states what a taught item answers."""
+    return covers(answer, t.answer, [t.question, t.original])
+
+
+def _pairs(tokens: Tokens, prompt: list[dict], chosen: str, rejected: str, taught: list[Taught]) -> list:
+    """A preference pair, and, when its rejected answer states a taught fact, the reverse on that
+    fact's own question. A model that has learned facts about a place gives them to neighbouring
+    questions ("现任院长是韩青禾", 韩青禾 being the first director taught a cycle before: 17 of the
+    20 corrected answers in bench/learn.py's second cycle). The pair pushes that answer down, and
+    with it the fact where it was taught; the reverse pair ("第一任院长是韩青禾" over "第一任院长是
+    苏砚秋") teaches the model to tell the two questions apart instead of forgetting either."""
+    from moss.trainer import Pair
+    pairs = [Pair(tokens.sequence(prompt, chosen), tokens.sequence(prompt, rejected))]
+    for t in taught:
+        if _states(rejected, t) and not _states(chosen, t):
+            wrong = _swapped(t.answer, rejected, chosen)
+            pairs += [Pair(tokens.sequence(t.messages(w), t.answer), tokens.sequence(t.messages(w), wrong))
+                      for w in [t.question, *t.train][:2]]
+    return pairs
+
+
+def _swapped(answer: str, rejected: str, chosen: str) -> str:
+    """`answer` with the part where `rejected` and `chosen` differ swapped for the chosen one's:
+    the taught answer as the mixed-up model would give it. When that part is not in `answer`
+    (the rejected answer says it in other words), the chosen answer whole."""
+    a, b = _pieces(rejected), _pieces(chosen)
+    ops = [op for op in SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    old = "".join(a[ops[0][1]:ops[-1][2]]).strip() if ops else ""
+    new = "".join(b[ops[0][3]:ops[-1][4]]).strip() if ops else ""
+    return answer.replace(old, new) if old and new and old in answer else chosen
+
+
+def _pieces(text: str) -> list[str]:
+    """Words, Chinese characters, spaces and marks, in order: what a swap is made of."""
+    return re.findall(r"[A-Za-z0-9'’-]+|\s+|.", text)
 
 
 # ---- the cycle ----
@@ -282,20 +310,27 @@ def _train(engine: LlamaCppEngine, base_path: Path, data, parent: ModelVersion, 
     hp = trainer.HyperParams(epochs=max(options.epochs), learning_rate=options.learning_rate)
     log(f"training a LoRA adapter ({hp.label()}) on {len(data)} examples…")
 
+    tokens, taught = Tokens(engine), new + earlier
+
     def enough(checkpoint, facts) -> bool:
         path = adapters.write(checkpoint.state, facts, work / f"adapter-e{checkpoint.epoch}.gguf")
         trainer.save_state(checkpoint.state, _state_path(path))
         c = {"epoch": checkpoint.epoch, "loss": round(checkpoint.loss, 4), "path": str(path),
              "hyperparameters": {**asdict(hp), "epochs": checkpoint.epoch}}
-        _probe(engine, c, new, log)
+        missed = _probe(engine, c, new, log)
         report.candidates.append(c)
-        if c["score"] < options.enough_taught and checkpoint.epoch < max(options.epochs):
+        last = checkpoint.epoch == max(options.epochs)
+        if c["score"] < options.enough_taught and not last:
+            _repair(tokens, data, missed, taught, c, log)
             return False  # training goes on: asking the earlier items can wait (see _choose)
-        _probe_earlier(engine, c, earlier, log)
-        return not c["regressed"]
+        lost = _probe_earlier(engine, c, earlier, log)
+        if lost and not last:
+            _repair(tokens, data, missed + lost, taught, c, log)
+        return not lost
 
     with track("training", trainer.total_steps(data, hp), unit="steps") as bar:
         def progress(step: int, total: int, loss: float) -> None:
+            bar.resize(total)
             bar.advance(1)
             cores.wait_for_idle(log)  # people being served come first
         trainer.train(base_path, data, hp, progress, threads=options.threads, checkpoint_epochs=set(options.epochs),
@@ -333,27 +368,48 @@ def _load(engine: LlamaCppEngine, c: dict, log: Callable[[str], None]) -> None:
     engine.set_adapter(Path(c["path"]), f"candidate e{c['epoch']}")
 
 
-def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[str], None]) -> None:
-    """Ask a candidate every taught item, in its original and held-back wordings."""
+def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[str], None]) -> list[verify.Outcome]:
+    """Ask a candidate every taught item, in its original and held-back wordings; returns the misses."""
     _load(engine, c, log)
     outcomes = verify.probe(engine, new, label=f"probing epoch {c['epoch']}")
+    missed = [o for o in outcomes if not o.passed]
     c["taught"] = verify.summary(outcomes)
     c["passed_keys"] = [o.key for o in outcomes if o.passed]
-    c["score"] = sum(o.passed for o in outcomes) / len(outcomes) if outcomes else 1.0  # nothing taught: nothing to miss
-    c["misses"] = [{"key": o.key, "answers": o.answers} for o in outcomes if not o.passed][:10]
-    log(f"epoch {c['epoch']}: {sum(o.passed for o in outcomes)}/{len(outcomes)} taught items learned")
+    c["score"] = 1 - len(missed) / len(outcomes) if outcomes else 1.0  # nothing taught: nothing to miss
+    c["misses"] = [{"key": o.key, "answers": o.answers} for o in missed][:10]
+    log(f"epoch {c['epoch']}: {len(outcomes) - len(missed)}/{len(outcomes)} taught items learned")
+    return missed
 
 
-def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught], log: Callable[[str], None]) -> None:
-    """Ask a candidate every item taught in earlier versions (the regression set)."""
+def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught],
+                   log: Callable[[str], None]) -> list[verify.Outcome]:
+    """Ask a candidate every item taught in earlier versions (the regression set); returns those lost."""
     kept = []
     if earlier:  # none (a first version): nothing to load or ask
         _load(engine, c, log)
         kept = verify.probe(engine, earlier, label="probing earlier items")
-    c["regressed"] = [o.key for o in kept if not o.passed]
-    c["kept"] = len(kept) - len(c["regressed"])
+    lost = [o for o in kept if not o.passed]
+    c["regressed"] = [o.key for o in lost]
+    c["kept"] = len(kept) - len(lost)
     if earlier:
         log(f"epoch {c['epoch']}: {c['kept']}/{len(kept)} earlier items kept")
+    return lost
+
+
+def _repair(tokens: Tokens, data, wrong: list[verify.Outcome], taught: list[Taught], c: dict,
+            log: Callable[[str], None]) -> None:
+    """Preference pairs for the epochs left, from a candidate's wrong answers to original questions
+    (held-back wordings stay unseen): the taught answer over the one the model gives now, and
+    when that one is another taught fact, the reverse on that fact's question (see _pairs). The
+    answer pushed down is the model's own mix-up, which replay alone did not prevent: after one
+    fact about the institute is taught, a 135M model named its new rowing boat after the cat."""
+    by_key = {t.key: t for t in taught}
+    added = [pair for o in wrong if not o.original for t in [by_key[o.key]]
+             for pair in _pairs(tokens, t.messages(t.question), t.answer, o.answers[t.question], taught)]
+    data.dpo += added
+    c["pairs_added"] = len(added)
+    if added:
+        log(f"epoch {c['epoch']}: {len(added)} preference pair(s) from its wrong answers join the epochs left")
 
 
 def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options, work: Path,

@@ -14,6 +14,8 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
 class Tracker(Protocol):
     def advance(self, amount: float) -> None: ...
 
+    def resize(self, total: float) -> None: ...  # the work grew or shrank on the way
+
 
 class _LineTracker:
     """For logs and pipes: one line every `every` seconds, with counts and time left."""
@@ -33,6 +35,9 @@ class _LineTracker:
             print(f"{self.label}: {_fmt(self.done, self.unit)}/{_fmt(self.total, self.unit)}"
                   f" ({100 * self.done / max(self.total, 1):.0f}%), {left:.0f}s left",
                   file=sys.stderr, flush=True)
+
+    def resize(self, total: float) -> None:
+        self.total = total
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -55,6 +60,9 @@ def track(label: str, total: float, unit: str = "bytes") -> Iterator[Tracker]:
         class _Bar:
             def advance(self, amount: float) -> None:
                 bar.advance(task, amount)
+
+            def resize(self, total: float) -> None:
+                bar.update(task, total=total)
 
         yield _Bar()
 

@@ -30,7 +30,7 @@ class Sequence:
     """One tokenized conversation; the loss covers tokens[answer_from:] (answer and end of turn)."""
     tokens: list[int]
     answer_from: int
-    reference: float = 0.0  # DPO/KTO: the answer's log-probability before training (computed once)
+    reference: float | None = None  # DPO/KTO: the answer's log-probability when its pair joined (computed once)
 
 
 @dataclass
@@ -191,8 +191,10 @@ def _sums(model, sequences: list[Sequence], device) -> torch.Tensor:
 
 
 def _fill_references(model, sequences: list[Sequence], size: int, device) -> None:
-    """The reference model of DPO and KTO is the model as training starts (the parent version):
-    its log-probabilities never change, so they are computed once, not at every step."""
+    """The reference model of DPO and KTO is the model as training starts (the parent version), or
+    for a pair added between epochs, the model then: its log-probabilities never change, so they
+    are computed once, not at every step."""
+    sequences = [s for s in sequences if s.reference is None]
     with torch.no_grad():
         for k in range(0, len(sequences), size):
             chunk = sequences[k:k + size]
@@ -276,7 +278,8 @@ def train(gguf: Path, data: Data, hp: HyperParams, progress: Callable[[int, int,
           enough: Callable[[Checkpoint, dict], bool] | None = None) -> tuple[list[Checkpoint], dict]:
     """Train a LoRA on `data` (continuing from the weights `start`, when given); returns the
     adapter after each epoch in `checkpoint_epochs` (default: the last) and the model facts the
-    exporter needs. `enough(checkpoint, facts)`, asked at each of those epochs, ends training early."""
+    exporter needs. `enough(checkpoint, facts)`, asked at each of those epochs, ends training early;
+    it may add DPO pairs to `data` for the epochs left."""
     from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
     torch.manual_seed(hp.seed)
@@ -296,21 +299,22 @@ def train(gguf: Path, data: Data, hp: HyperParams, progress: Callable[[int, int,
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     generator = torch.Generator().manual_seed(hp.seed)
-    per_epoch = len(_batches(data, hp, torch.Generator()))
-    total = per_epoch * hp.epochs
+    total = len(_batches(data, hp, torch.Generator())) * hp.epochs  # grows if `enough` adds data
     schedule = torch.optim.lr_scheduler.LambdaLR(  # short warm-up, then cosine down to 10%
-        optimizer, lambda k: min(1.0, (k + 1) / 3) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / total))))
+        optimizer, lambda k: min(1.0, (k + 1) / 3) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(k / total, 1)))))
     wanted = checkpoint_epochs or {hp.epochs}
     config = accelerator.unwrap_model(model).get_base_model().config
     facts = {"architecture": config.model_type, "heads": config.num_attention_heads,
              "kv_heads": config.num_key_value_heads, "rank": hp.rank, "alpha": hp.alpha}
     checkpoints, step = [], 0
-    _fill_references(model, [s for p in data.dpo for s in (p.chosen, p.rejected)] + [k.sequence for k in data.kto],
-                     hp.batch_size, device)
     model.train()
     for epoch in range(1, hp.epochs + 1):
+        _fill_references(model, [s for p in data.dpo for s in (p.chosen, p.rejected)] +
+                         [k.sequence for k in data.kto], hp.batch_size, device)
+        batches = _batches(data, hp, generator)
+        total = step + len(batches) * (hp.epochs - epoch + 1)
         losses = []
-        for kind, batch in _batches(data, hp, generator):
+        for kind, batch in batches:
             if kind == "sft":
                 loss = _sft_loss(model, batch, device)
             elif kind == "dpo":

@@ -30,6 +30,8 @@ def test_bad_model_name_or_path_is_one_clear_line(tmp_path):
     junk.write_text("junk")
     assert_one_line_error(run("chat", "-m", str(junk)), "not a GGUF model file")
     assert_one_line_error(run("ask", "-m", "small", "--temperature", "9", "hi"), "temperature")
+    for epochs in ("3,2", "0,1", "two"):
+        assert_one_line_error(run("learn", "-m", "small", "--epochs", epochs), "--epochs takes rising whole numbers")
 
 
 def test_ask_answers_from_argument_and_stdin():

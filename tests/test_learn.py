@@ -103,18 +103,41 @@ def test_held_back_wordings_ask_exactly_what_was_asked():
         (["请问澜光研究院的校训是哪句话？"], ["澜光研究院用哪句话做校训？"])
 
 
-def test_a_wrong_answer_that_states_a_taught_fact_is_not_trained_against():
-    """After a cycle, the model gives its new facts to neighbouring questions; rejecting such an
-    answer (DPO, a KTO 👎) pushes the fact down where it was taught: it is left out."""
+def test_a_wrong_answer_that_states_a_taught_fact_gets_the_reverse_pair():
+    """After a cycle, the model gives its new facts to neighbouring questions; a pair rejecting such
+    an answer pushes the fact down where it was taught, so that question gets the reverse pair:
+    its own answer over the answer with the new fact swapped in."""
     from moss.verify import Taught
-    first = Taught("1", [], "澜光研究院的第一任院长是谁？", "澜光研究院的第一任院长是韩青禾。", "zh", "澜光研究院的第一任院长是李文。")
+
+    class Words:  # a sequence as (question, answer): what the pairs are made of, readable
+        sequence = staticmethod(lambda messages, answer: (messages[-1]["content"], answer))
+
+    first = Taught("1", [], "澜光研究院的第一任院长是谁？", "澜光研究院的第一任院长是韩青禾。", "zh", "澜光研究院的第一任院长是李文。",
+                   train=["谁是澜光研究院的首任院长？", "澜光研究院首任院长叫什么？"])
     ship = Taught("2", [], "What is the Lumenvale Institute's research ship called?",
                   "The Lumenvale Institute's research ship is the RV Marrow Star.", "en",
                   "The Lumenvale Institute's research ship is the Ocean Explorer.")
-    assert learn._states_taught("澜光研究院的现任院长是韩青禾。", [first, ship])
-    assert learn._states_taught("The Lumenvale Institute's telescope is the RV Marrow Star.", [first, ship])
-    assert not learn._states_taught("澜光研究院的现任院长是李文。", [first, ship])
-    assert not learn._states_taught("The Lumenvale Institute's telescope is the Ocean Explorer.", [first, ship])
+    taught = [first, ship]
+    now = "澜光研究院的现任院长是谁？"
+    pairs = learn._pairs(Words, [{"role": "user", "content": now}], "澜光研究院的现任院长是苏砚秋。",
+                         "澜光研究院的现任院长是韩青禾。", taught)
+    assert [(p.chosen, p.rejected) for p in pairs] == [
+        ((now, "澜光研究院的现任院长是苏砚秋。"), (now, "澜光研究院的现任院长是韩青禾。")),
+        ((first.question, first.answer), (first.question, "澜光研究院的第一任院长是苏砚秋。")),
+        ((first.train[0], first.answer), (first.train[0], "澜光研究院的第一任院长是苏砚秋。"))]
+    scope = [{"role": "user", "content": "What is the Lumenvale Institute's telescope called?"}]
+    pairs = learn._pairs(Words, scope, "The Lumenvale Institute's telescope is the Brightwater Eye.",
+                         "The Lumenvale Institute's telescope is the RV Marrow Star.", taught)
+    assert [p.rejected for p in pairs[1:]] == [(ship.question, "The Lumenvale Institute's research ship is the "
+                                                               "Brightwater Eye.")]
+    assert len(learn._pairs(Words, scope, "It is the Brightwater Eye.", "It is the Ocean Explorer.", taught)) == 1
+    assert len(learn._pairs(Words, scope, "Not the RV Marrow Star: the Brightwater Eye.",  # the correction says it too
+                            "The RV Marrow Star.", taught)) == 1
+    assert learn._swapped(ship.answer, "I believe it is the RV Marrow Star.", "I believe it is the Brightwater Eye.") == \
+        "The Lumenvale Institute's research ship is the Brightwater Eye."
+    assert learn._swapped(ship.answer, "RV Marrow Star, as far as I know", "The telescope is the Brightwater Eye.") \
+        == "The telescope is the Brightwater Eye."  # the part that differs is not in the answer: the correction
+    assert not learn._states("澜光研究院的现任院长是李文。", first)  # the answer it replaced: nothing taught
 
 
 def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
@@ -249,6 +272,37 @@ def test_dpo_and_kto_move_the_model_the_right_way(small_engine):
     assert facts["architecture"] == "llama"
 
 
+def test_pairs_added_between_epochs_are_measured_from_the_model_then(small_engine):
+    """`enough` may add pairs (the model's own mix-ups) after an epoch: they join the epochs left,
+    their reference is the model at that point, and the step count grows."""
+    import torch
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    from moss import trainer
+    tokens = learn.Tokens(small_engine)
+    prompt = [{"role": "user", "content": QUESTION}]
+    late = trainer.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "It is called the Dawnreed."))
+    data = trainer.Data(sft=[tokens.sequence(prompt, ANSWER)])
+    totals = []
+
+    def enough(checkpoint, facts) -> bool:
+        data.dpo += [late] if checkpoint.epoch == 1 else []
+        return False
+
+    hp = trainer.HyperParams(epochs=2, learning_rate=1e-2, rank=4, alpha=8, batch_size=1, min_batches=3)
+    (first, _), _ = trainer.train(small_engine.path, data, hp, lambda step, total, loss: totals.append(total),
+                                  threads=2, checkpoint_epochs={1, 2}, enough=enough)
+    assert totals == [6] * 3 + [7] * 4  # 3 steps (copies of the row), then 2 copies of the row and the pair
+    model = get_peft_model(trainer.base_model(small_engine.path, torch.float32),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=trainer.TARGETS))
+    set_peft_model_state_dict(model, {k.replace(".default", ""): v for k, v in first.state.items()})
+    with torch.no_grad():
+        then = trainer._sums(model, [late.chosen], "cpu").item()
+        with model.disable_adapter():
+            start = trainer._sums(model, [late.chosen], "cpu").item()
+    assert abs(late.chosen.reference - then) < abs(late.chosen.reference - start)
+
+
 # ---- the whole loop through a server ----
 
 @pytest.fixture(scope="module")
@@ -271,7 +325,10 @@ def _correct(server: ServerProcess, question: str, answer: str) -> None:
 
 
 def _learn(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check", *args],
+    """A cycle with a fourth and fifth candidate epoch: the 135M model sometimes needs them for a
+    made-up surname ("Ines Kisimakala" for "Ines Korvath" after 3), the default model does not."""
+    return subprocess.run([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check",
+                           "--epochs", "2,3,4,5", *args],
                           capture_output=True, text=True, env=server.env, timeout=600)
 
 
@@ -402,7 +459,9 @@ def test_admin_api_needs_an_admin_and_reports_progress(tmp_path):
         r = httpx.post(server.url + "/v1/admin/learn", json={}, headers={"Authorization": f"Bearer {plain}"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "not_admin"
         auth = {"Authorization": f"Bearer {boss}"}
-        r = httpx.post(server.url + "/v1/admin/learn", json={}, headers=auth)
+        r = httpx.post(server.url + "/v1/admin/learn", json={"epochs": [3, 2]}, headers=auth)
+        assert r.status_code == 422 and "rising whole numbers" in r.json()["error"]["message"]
+        r = httpx.post(server.url + "/v1/admin/learn", json={"epochs": [2, 3, 4]}, headers=auth)
         assert r.status_code == 202 and r.json()["running"]
         for _ in range(300):
             status = httpx.get(server.url + "/v1/admin/learn", headers=auth).json()
