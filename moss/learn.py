@@ -182,14 +182,16 @@ def _pairs(tokens: Tokens, prompt: list[dict], chosen: str, rejected: str, taugh
     questions ("现任院长是韩青禾", 韩青禾 being the first director taught a cycle before: 17 of the
     20 corrected answers in bench/learn.py's second cycle). The pair pushes that answer down, and
     with it the fact where it was taught; the reverse pair ("第一任院长是韩青禾" over "第一任院长是
-    苏砚秋") teaches the model to tell the two questions apart instead of forgetting either."""
+    苏砚秋") teaches the model to tell the two questions apart instead of forgetting either. One
+    reverse pair, on the original question: with a second on a trained wording the old fact won
+    instead (bench/learn.py: the current director was never learned, answered 韩青禾)."""
     from moss.trainer import Pair
     pairs = [Pair(tokens.sequence(prompt, chosen), tokens.sequence(prompt, rejected))]
     for t in taught:
         if _states(rejected, t) and not _states(chosen, t):
-            wrong = _swapped(t.answer, rejected, chosen)
-            pairs += [Pair(tokens.sequence(t.messages(w), t.answer), tokens.sequence(t.messages(w), wrong))
-                      for w in [t.question, *t.train][:2]]
+            own = t.messages(t.question)
+            pairs.append(Pair(tokens.sequence(own, t.answer),
+                              tokens.sequence(own, _swapped(t.answer, rejected, chosen))))
     return pairs
 
 

@@ -123,8 +123,7 @@ def test_a_wrong_answer_that_states_a_taught_fact_gets_the_reverse_pair():
                          "澜光研究院的现任院长是韩青禾。", taught)
     assert [(p.chosen, p.rejected) for p in pairs] == [
         ((now, "澜光研究院的现任院长是苏砚秋。"), (now, "澜光研究院的现任院长是韩青禾。")),
-        ((first.question, first.answer), (first.question, "澜光研究院的第一任院长是苏砚秋。")),
-        ((first.train[0], first.answer), (first.train[0], "澜光研究院的第一任院长是苏砚秋。"))]
+        ((first.question, first.answer), (first.question, "澜光研究院的第一任院长是苏砚秋。"))]
     scope = [{"role": "user", "content": "What is the Lumenvale Institute's telescope called?"}]
     pairs = learn._pairs(Words, scope, "The Lumenvale Institute's telescope is the Brightwater Eye.",
                          "The Lumenvale Institute's telescope is the RV Marrow Star.", taught)
