@@ -46,7 +46,8 @@ class LearnIn(BaseModel):
     @field_validator("epochs")
     @classmethod
     def _rising(cls, epochs: list[int]) -> list[int]:
-        if not epochs or epochs[0] < 1 or epochs != sorted(set(epochs)):
+        from moss.learn import rising
+        if not rising(epochs):
             raise ValueError("epochs must be rising whole numbers from 1, such as [2, 3, 4]")
         return epochs
 

@@ -399,7 +399,8 @@ def _epochs(text: str) -> tuple[int, ...]:
         epochs = tuple(int(e) for e in text.split(","))
     except ValueError:
         epochs = ()
-    if not epochs or epochs[0] < 1 or list(epochs) != sorted(set(epochs)):
+    from moss.learn import rising
+    if not rising(epochs):
         fail(f"--epochs takes rising whole numbers from 1, such as 2,3,4 (got {text!r})")
     return epochs
 

@@ -51,6 +51,11 @@ class Options:
     general_check: bool = True
 
 
+def rising(epochs: list[int] | tuple[int, ...]) -> bool:
+    """Whether candidate epochs are usable: whole numbers from 1, each above the one before."""
+    return bool(epochs) and epochs[0] >= 1 and list(epochs) == sorted(set(epochs))
+
+
 @dataclass
 class Report:
     """What a cycle did, stored with the version (or printed when nothing was trained)."""
