@@ -391,15 +391,15 @@ def _probe(engine: LlamaCppEngine, c: dict, new: list[Taught], log: Callable[[st
 def _probe_earlier(engine: LlamaCppEngine, c: dict, earlier: list[Taught],
                    log: Callable[[str], None]) -> list[verify.Outcome]:
     """Ask a candidate every item taught in earlier versions (the regression set); returns those lost."""
-    kept = []
-    if earlier:  # none (a first version): nothing to load or ask
-        _load(engine, c, log)
-        kept = verify.probe(engine, earlier, label="probing earlier items")
+    c["regressed"], c["kept"] = [], 0
+    if not earlier:  # a first version: nothing to load or ask
+        return []
+    _load(engine, c, log)
+    kept = verify.probe(engine, earlier, label="probing earlier items")
     lost = [o for o in kept if not o.passed]
     c["regressed"] = [o.key for o in lost]
     c["kept"] = len(kept) - len(lost)
-    if earlier:
-        log(f"epoch {c['epoch']}: {c['kept']}/{len(kept)} earlier items kept")
+    log(f"epoch {c['epoch']}: {c['kept']}/{len(kept)} earlier items kept")
     return lost
 
 
@@ -411,8 +411,11 @@ def _repair(tokens: Tokens, data, wrong: list[verify.Outcome], taught: list[Taug
     answer pushed down is the model's own mix-up, which replay alone did not prevent: after one
     fact about the institute is taught, a 135M model named its new rowing boat after the cat."""
     by_key = {t.key: t for t in taught}
-    added = [pair for o in wrong if not o.original for t in [by_key[o.key]]
-             for pair in _pairs(tokens, t.messages(t.question), t.answer, o.answers[t.question], taught)]
+    added = []
+    for o in wrong:
+        if not o.original:
+            t = by_key[o.key]
+            added += _pairs(tokens, t.messages(t.question), t.answer, o.answers[t.question], taught)
     data.dpo += added
     c["pairs_added"] = len(added)
     if added:
