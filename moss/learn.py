@@ -47,6 +47,10 @@ class Options:
     enough_taught: float = 1.0
     margin: float = 0.05  # largest drop allowed on the general suite, per language
     replay: int = 4  # wordings replayed per item taught in earlier versions (all that were trained)
+    # Replayed rows at most: past it each earlier item gets fewer wordings, then only the items
+    # nearest the new questions are replayed (every one of them is still asked in verification).
+    # Unbounded, replay grew by 80 rows (10 batches an epoch) with each cycle.
+    replay_rows: int = 160
     threads: int | None = None
     general_check: bool = True
 
@@ -153,8 +157,8 @@ def _data(tokens: Tokens, new: list[Taught], earlier: list[Taught], items: list[
     data = Data()
     for t in new:
         data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train]]
-    for t in earlier:
-        data.sft += [tokens.sequence(t.messages(w), t.answer) for w in [t.question, *t.train][:options.replay]]
+    for t, wordings in _replayed(new, earlier, options):
+        data.sft += [tokens.sequence(t.messages(w), t.answer) for w in wordings]
     data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in anchors]
     taught = new + earlier
     for record in datasets.sft([i for i in items if i.feedback.kind == "rating"]):
@@ -174,6 +178,26 @@ def _data(tokens: Tokens, new: list[Taught], earlier: list[Taught], items: list[
         else:
             data.dpo += _pairs(tokens, r.prompt, r.chosen, r.rejected, taught)
     return data
+
+
+def _replayed(new: list[Taught], earlier: list[Taught], options: Options) -> list[tuple[Taught, list[str]]]:
+    """The earlier items replayed in training, with their wordings, within `options.replay_rows`:
+    as many wordings each as fit (original first), and when even one each is too many, the items
+    whose questions share most with the new ones (those the new facts are likeliest to overwrite)."""
+    if not earlier:
+        return []
+    each = max(1, min(options.replay, options.replay_rows // len(earlier)))
+    if len(earlier) > options.replay_rows:
+        asked = [_bigrams(t.question) for t in new]
+        near = lambda t: max((len(_bigrams(t.question) & b) for b in asked), default=0)  # noqa: E731
+        earlier = sorted(earlier, key=near, reverse=True)[:options.replay_rows]
+    return [(t, [t.question, *t.train][:each]) for t in earlier]
+
+
+def _bigrams(text: str) -> set[str]:
+    """Pairs of neighbouring characters, lower-cased: a likeness that needs no word splitting."""
+    text = text.lower()
+    return {text[i:i + 2] for i in range(len(text) - 1)}
 
 
 def _states(answer: str, t: Taught) -> bool:

@@ -139,6 +139,27 @@ def test_a_wrong_answer_that_states_a_taught_fact_gets_the_reverse_pair():
     assert not learn._states("澜光研究院的现任院长是李文。", first)  # the answer it replaced: nothing taught
 
 
+def test_replay_stays_within_its_budget_and_keeps_the_nearest_items():
+    """Replay grows with every version unless bounded: fewer wordings per item first, then only
+    the earlier items most like the new questions."""
+    from moss.verify import Taught
+
+    def item(key: str, question: str) -> Taught:
+        return Taught(key, [], question, "answer", "en", train=[f"{question} (a)", f"{question} (b)", f"{question} (c)"])
+
+    new = [item("new", "Who is the Lumenvale Institute's current director?")]
+    options = learn.Options(replay=4, replay_rows=8)
+    two = [item(str(k), f"Question {k} about the weather?") for k in range(2)]
+    assert [len(w) for _, w in learn._replayed(new, two, options)] == [4, 4]
+    five = [item(str(k), f"Question {k} about the weather?") for k in range(5)]
+    assert [w for _, w in learn._replayed(new, five, options)] == [[t.question] for t in five]  # one each
+    near = item("near", "Who was the Lumenvale Institute's first director?")
+    many = [*[item(str(k), f"Question {k} about the weather?") for k in range(8)], near]
+    replayed = learn._replayed(new, many, options)
+    assert len(replayed) == 8 and replayed[0][0] is near and replayed[0][1] == [near.question]
+    assert learn._replayed(new, [], options) == []
+
+
 def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
     """Asking the earlier items costs a probe per candidate; an epoch that learned too little to stop
     at is asked only when it would be chosen over the last one: the choice is the same as asking all."""
