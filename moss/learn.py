@@ -283,8 +283,7 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
         cores.wait_for_idle(log)
         # the base model's answers (not the parent's): no drift builds up over versions
         steady = anchors.answers(engine, versions_dir() / base / "anchors.json")
-        if parent.parent_id:
-            engine.set_adapter(Path(parent.path), parent.id)
+        _serve_parent(store, engine, parent, options, work, report)
         extra = _reworded(engine, [t.question for t in new], options, log)
         for t, found in zip(new, extra):
             t.train, t.probes = split(t.question, found, options.train_wordings, options.probe_wordings)
@@ -292,11 +291,10 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Call
         report.data = {"taught": len(new), "sft": len(data.sft), "dpo": len(data.dpo), "kto": len(data.kto),
                        "earlier": len(earlier), "anchors": len(steady),
                        **{f"from {s}": n for s, n in Counter(r.source for r in records).items()}}
-        parent_general = _parent_general(store, engine, parent, options, work, report)
         report.seconds["prepare"] = round(time.perf_counter() - clock, 1)
         _train(engine, base_path, data, parent, new, earlier, options, work, report, log)
         report.seconds["train"] = round(time.perf_counter() - clock - report.seconds["prepare"], 1)
-        _judge(engine, parent_general, options, work, report)
+        _judge(engine, options, work, report)
     finally:
         engine.close()
     report.seconds["total"] = round(time.perf_counter() - clock, 1)
@@ -319,16 +317,27 @@ def _reworded(engine: LlamaCppEngine, questions: list[str], options: Options,
         return wordings(rewriter, questions, n)
 
 
-def _parent_general(store: Store, engine: LlamaCppEngine, parent: ModelVersion, options: Options, work: Path,
-                    report: Report) -> dict | None:
-    """The serving version's general score: measured once per version, then kept with it."""
-    if not options.general_check:
-        return None
-    score = parent.details.get("general")
+def _serve_parent(store: Store, engine: LlamaCppEngine, parent: ModelVersion, options: Options, work: Path,
+                  report: Report) -> None:
+    """Serve the parent in the cycle's engine, measuring on the way the general scores a candidate
+    is held to: the base model's (before any adapter is set) and the parent's."""
+    check = options.general_check
+    if check:  # a first version's parent is the base model
+        root = _lineage(store, parent)[-1]
+        report.general["base"] = report.general["parent"] = _general(store, engine, root, work / "general-base.json")
+    if parent.parent_id:
+        engine.set_adapter(Path(parent.path), parent.id)
+        if check:
+            report.general["parent"] = _general(store, engine, parent, work / "general-parent.json")
+
+
+def _general(store: Store, engine: LlamaCppEngine, version: ModelVersion, keep: Path) -> dict[str, float]:
+    """The general score of `version`, which the engine serves now: measured once per version,
+    then kept with it."""
+    score = version.details.get("general")
     if score is None:
-        score = verify.general(engine, work / "general-parent.json")
-        store.update_details(parent.id, general=score)
-    report.general["parent"] = score
+        score = verify.general(engine, keep)
+        store.update_details(version.id, general=score)
     return score
 
 
@@ -446,8 +455,7 @@ def _repair(tokens: Tokens, data, wrong: list[verify.Outcome], taught: list[Taug
         log(f"epoch {c['epoch']}: {len(added)} preference pair(s) from its wrong answers join the epochs left")
 
 
-def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options, work: Path,
-           report: Report) -> None:
+def _judge(engine: LlamaCppEngine, options: Options, work: Path, report: Report) -> None:
     """Pass or fail the chosen candidate: taught items, earlier items, then the general suite."""
     best = report.chosen
     if best["score"] < options.min_taught:
@@ -457,15 +465,27 @@ def _judge(engine: LlamaCppEngine, parent_general: dict | None, options: Options
         report.reasons.append(f"{len(best['regressed'])} item(s) taught before are no longer answered right")
     if best["kept"] or best["regressed"]:
         report.regression = {"items": best["kept"] + len(best["regressed"]), "kept": best["kept"]}
-    if parent_general is None or report.reasons:
+    if "parent" not in report.general or report.reasons:
         return
     engine.set_adapter(Path(best["path"]), "candidate")
     after = verify.general(engine, work / "general-candidate.json")
     report.general["candidate"] = after
-    for lang, before in parent_general.items():
-        if before - after.get(lang, 0.0) > options.margin:
-            report.reasons.append(f"general suite ({lang}) dropped from {before:.1%} to "
-                                  f"{after.get(lang, 0):.1%} (margin {options.margin:.0%})")
+    report.reasons += _general_drops(report.general, options.margin)
+
+
+def _general_drops(general: dict, margin: float) -> list[str]:
+    """Why the candidate's general score fails, per language: more than `margin` under its parent's,
+    or under the base model's (else each version in a line could lose a margin more)."""
+    out = []
+    after = general["candidate"]
+    for lang in general["parent"]:
+        for whose in ("parent", "base"):
+            before = general[whose].get(lang, 0.0)
+            if before - after.get(lang, 0.0) > margin:
+                out.append(f"general suite ({lang}) dropped from {before:.1%} ({whose}) to "
+                           f"{after.get(lang, 0):.1%} (margin {margin:.0%})")
+                break
+    return out
 
 
 def _finish(store: Store, report: Report, new: list[Taught], judged: list[str], records: list, base: str,

@@ -160,6 +160,17 @@ def test_replay_stays_within_its_budget_and_keeps_the_nearest_items():
     assert learn._replayed(new, [], options) == []
 
 
+def test_the_general_suite_holds_a_candidate_to_its_parent_and_to_the_base_model():
+    """Each version may lose up to the margin against its parent; held to the base model as well,
+    a line of versions cannot lose a margin each."""
+    general = {"base": {"en": 0.60, "zh": 0.50}, "parent": {"en": 0.56, "zh": 0.60},
+               "candidate": {"en": 0.54, "zh": 0.56}}
+    assert learn._general_drops(general, 0.05) == ["general suite (en) dropped from 60.0% (base) to 54.0% (margin 5%)"]
+    general["candidate"]["zh"] = 0.54  # 6 points under the parent (and over the base): one reason, the parent's
+    assert learn._general_drops(general, 0.05)[1] == "general suite (zh) dropped from 60.0% (parent) to 54.0% (margin 5%)"
+    assert learn._general_drops(general, 0.07) == []
+
+
 def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
     """Asking the earlier items costs a probe per candidate; an epoch that learned too little to stop
     at is asked only when it would be chosen over the last one: the choice is the same as asking all."""
@@ -419,12 +430,19 @@ def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
     store = _store(server)
     from moss.models import resolve
     # A learning rate far too small to learn anything: verification must catch it.
-    options = learn.Options(epochs=(1,), learning_rate=1e-7, general_check=False)
+    options = learn.Options(epochs=(1,), learning_rate=1e-7)
     report = learn.run(store, "smollm2-135m-instruct", resolve("small"), options, log=lambda _: None)
     assert report.status == "failed" and "taught items were learned" in report.reasons[0]
     failed = store.version(report.version)
     assert failed.status == "failed" and failed.path == "" and failed.details["report"]["reasons"]
-    assert not list((learn.versions_dir() / report.version).glob("*.gguf"))
+    folder = learn.versions_dir() / report.version
+    assert not list(folder.glob("*.gguf"))
+    # The general scores a candidate is held to (its own is not measured once it has failed): the
+    # base model's, asked with no adapter, and the parent's, each kept with its version.
+    for role, version in (("base", "smollm2-135m-instruct"), ("parent", "smollm2-135m-instruct@v1")):
+        asked = json.loads((folder / f"general-{role}.json").read_text(encoding="utf-8"))
+        assert asked["version"] == version and report.general[role] == store.version(version).details["general"]
+    assert "candidate" not in report.general
     assert store.serving_version("smollm2-135m-instruct").id == "smollm2-135m-instruct@v1"
     time.sleep(2.5)  # past the server's next look at the store
     assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
