@@ -14,7 +14,9 @@ if [ ! -d "$dir/src" ]; then
   tar -xzf "$dir"/llama_cpp_python-"$version".tar.gz -C "$dir"
   mv "$dir/llama_cpp_python-$version" "$dir/src"
 fi
+# The same CPU flags as Moss's own build (never -march=native, never AMX).
+read -ra flags <<< "$(bash scripts/llama_flags.sh)"
 cd "$dir/src/vendor/llama.cpp"
-cmake -B build -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DCMAKE_BUILD_TYPE=Release >&2
+cmake -B build -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >&2
 cmake --build build --target llama-server -j"$(nproc)" >&2
 echo "$bin"

