@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 
 # Services and tools the tests start themselves: a PostgreSQL server, a headless Chromium
-# (Playwright drives Debian's, never a downloaded one), and fonts for Chinese text and emoji.
+# (Playwright drives Debian's, never a downloaded one), fonts for Chinese text and emoji, and
+# bubblewrap, the code sandbox's namespaces.
 missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || missing+=(fonts-wqy-microhei)
