@@ -47,15 +47,39 @@ def remote_judge(url: str, model: str, api_key: str | None = None) -> Judge:
     return ask
 
 
+# The letters A and B are matched in capitals only: under IGNORECASE the article "a" ("this is a
+# tie") read as a vote for A. Phrases are tried from the most explicit to the least.
+_VERDICT = re.compile(r"(?i:verdict|final answer|裁决|结论|判决|判断)\W*(A|B|(?i:tie)|平局)(?![A-Za-z])")
+_PREFERS = [re.compile(p) for p in (
+    r"(?<![A-Za-z])(A|B)\s+(?i:is (?:clearly |slightly |much )?(?:better|more|superior)|wins)",
+    r"(?i:prefer|choose|pick|favou?r)\s+(?i:answer\s+|response\s+)?(A|B)(?![A-Za-z])",
+    r"(?:答案|回答)?\s*(A|B)\s*(?:更好|更佳|更优|较好|胜出|获胜|更准确|更合适)",
+    r"(?:选择?|倾向于?|更喜欢)\s*(?:答案|回答)?\s*(A|B)(?![A-Za-z])",
+)]
+_TIE = re.compile(r"(?i:\btie\b|\bequally\b|\bboth (?:are )?(?:equally )?(?:good|bad)\b)|平局|平手|相同|相当|一样好|同样好")
+_BARE = re.compile(r"^\W*(?:(?i:answer)\s*|答案\s*)?(A|B)\W*$")
+
+
 def parse(reply: str) -> str:
-    """'A', 'B' or 'tie' from the judge's reply: its "Verdict:" line, else its first A/B/tie word
-    (anything unclear counts as a tie)."""
-    found = re.search(r"verdict\W*(A|B|tie)\b", reply, re.IGNORECASE) \
-        or re.search(r"\b(A|B)\b|tie|平局|相同", reply.strip(), re.IGNORECASE)
-    if not found:
+    """'A', 'B' or 'tie' from the judge's reply: its "Verdict:" line, else a stated preference
+    ("B is better", "答案A更好"), else a tie word, else a reply that is just a letter; anything
+    unclear counts as a tie."""
+    found = _VERDICT.findall(reply)
+    if found:
+        return _vote(found[-1])
+    for pattern in _PREFERS:
+        found = pattern.search(reply)
+        if found:
+            return found.group(1)
+    if _TIE.search(reply):
         return "tie"
-    word = found.group(1) if found.lastindex else None
-    return word.upper() if word and word.upper() in ("A", "B") else "tie"
+    lines = [line for line in reply.strip().splitlines() if line.strip()]
+    found = _BARE.match(lines[-1]) if lines else None
+    return found.group(1) if found else "tie"
+
+
+def _vote(word: str) -> str:
+    return word if word in ("A", "B") else "tie"
 
 
 def verdict(judge: Judge, question: str, first: str, second: str) -> str:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from moss import eval_report, evals, judge
 from moss import eval_scorers as s
@@ -103,6 +104,28 @@ def test_judge_both_orders_cancel_position_bias():
     assert 0 < low < tallies["all"].win_rate == 1.0 and high == 1.0
     assert judge.parse("B is better") == "B" and judge.parse("平局") == "tie" and judge.parse("???") == "tie"
     assert judge.parse("A is shorter, but wrong.\nVerdict: B") == "B" and judge.parse("Verdict: tie") == "tie"
+
+
+@pytest.mark.parametrize("reply, vote", [
+    ("I think this is a tie.", "tie"),  # the article "a" was read as a vote for A
+    ("A tie: both are right.", "tie"),
+    ("This is a hard one. Verdict: a tie", "tie"),
+    ("Both answers are equally good.", "tie"),
+    ("Answer A is better because it is correct.\nVerdict: A", "A"),
+    ("A is shorter, but wrong.\nVerdict: B", "B"),
+    ("Verdict: **B**", "B"),
+    ("I prefer answer B: it explains a key step.", "B"),
+    ("B", "B"),
+    ("a", "tie"),
+    ("答案A更好，因为它更准确。", "A"),
+    ("我更喜欢回答B。", "B"),
+    ("两个回答都不错，平局。", "tie"),
+    ("结论：B", "B"),
+    ("裁决：平局", "tie"),
+    ("回答A有一个错误。Verdict: B", "B"),
+])
+def test_judge_reads_verdicts_in_both_languages(reply, vote):
+    assert judge.parse(reply) == vote
 
 
 def test_tiny_real_run_report_and_cli(small_engine, moss_home, tmp_path):
