@@ -27,7 +27,7 @@ class Job:
     """One request: its prompt, how to sample, and where its text goes."""
     prompt: list[int]
     sampling: Sampling
-    user: str
+    user: str  # waiting requests are taken round-robin across these
     generation: Generation
     pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
     next_token: int | None = None  # sampled, to be decoded in the next step
@@ -36,6 +36,7 @@ class Job:
     stops: StopScanner | None = None
     pieces: list[str] = field(default_factory=list)
     start: float = 0.0
+    owner: str = ""  # the account whose share of slots and queue places this request uses
 
 
 @dataclass
@@ -48,11 +49,14 @@ class Slot:
 
 class Scheduler:
     def __init__(self, model: LlamaModel, ctx: LlamaContext, slots: int, slot_context: int,
-                 batch_size: int, max_queue: int, ends_turn: Callable[[int], bool]):
+                 batch_size: int, max_queue: int, ends_turn: Callable[[int], bool],
+                 user_share: float = 1.0):
         self.model, self.ctx = model, ctx
         self.slots = [Slot(i) for i in range(slots)]
         self.slot_context, self.batch_size, self.max_queue = slot_context, batch_size, max_queue
         self.ends_turn = ends_turn
+        # One account holds at most this many slots plus queue places, so it cannot lock others out.
+        self.per_owner = max(1, int(user_share * (slots + max_queue))) if user_share < 1 else None
         self._batch = LlamaBatch(n_tokens=batch_size, embd=0, n_seq_max=1, verbose=False)
         self._waiting: dict[str, deque[Job]] = {}  # per user, served round-robin
         self._turns: deque[str] = deque()
@@ -68,7 +72,10 @@ class Scheduler:
     @property
     def queued(self) -> int:
         with self._cond:
-            return sum(len(q) for q in self._waiting.values())
+            return self._queued_now()
+
+    def _queued_now(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
 
     @property
     def active(self) -> int:
@@ -78,15 +85,25 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise EngineError("the engine is shut down")
-            if sum(len(q) for q in self._waiting.values()) >= self.max_queue:
+            over_share = lambda: self.per_owner is not None and self._held(job.owner) >= self.per_owner  # noqa: E731
+            if self._queued_now() >= self.max_queue or over_share():
                 self._drop_cancelled()  # requests whose clients left do not hold places
-            if sum(len(q) for q in self._waiting.values()) >= self.max_queue:
+            if self._queued_now() >= self.max_queue:
                 raise EngineBusy(f"the server is busy ({self.max_queue} requests waiting); retry shortly")
+            if over_share():
+                raise EngineBusy(f"you have {self.per_owner} answers running or waiting, your share "
+                                 f"of this server; retry when one has finished")
             if job.user not in self._waiting or not self._waiting[job.user]:
                 self._waiting.setdefault(job.user, deque())
                 self._turns.append(job.user)
             self._waiting[job.user].append(job)
             self._cond.notify()
+
+    def _held(self, owner: str) -> int:
+        """Slots and queue places an account holds now (called with the lock held)."""
+        running = sum(1 for s in self.slots if s.job is not None and s.job.owner == owner
+                      and not s.job.generation.done)
+        return running + sum(1 for q in self._waiting.values() for j in q if j.owner == owner)
 
     def _drop_cancelled(self) -> None:
         for queue in self._waiting.values():

@@ -1,5 +1,6 @@
 """Conversation shaping: Moss's meta instruction, the model's chat template, fitting the context window."""
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,6 +43,26 @@ class ChatTemplate:
 
     def render(self, messages: list[Message]) -> str:
         return self._formatter(messages=messages).prompt
+
+    def render_parts(self, messages: list[Message]) -> list[tuple[str, bool]]:
+        """The rendered prompt as (text, is_template) pieces. Only the template's own text may
+        hold special tokens: a message that contains "<|im_end|>" must stay text, or a user could
+        close their turn and write a system prompt of their own. So each message's content is
+        rendered as a marker, and the message text is put back as a piece of its own."""
+        marked = [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)]
+        rendered = self._formatter(messages=marked).prompt
+        parts: list[tuple[str, bool]] = []
+        for i, piece in enumerate(_MARKS.split(rendered)):
+            if i % 2 == 0:
+                parts.append((piece, True))
+            else:
+                parts.append((messages[int(piece)]["content"], False))
+        return [(text, template) for text, template in parts if text]
+
+
+# A message's place in a rendered template: no template writes these characters itself.
+_MARK = "\x1emoss-message-{}\x1e"
+_MARKS = re.compile("\x1emoss-message-(\\d+)\x1e")
 
 
 @dataclass

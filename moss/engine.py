@@ -173,8 +173,10 @@ class Engine(Protocol):
     context_size: int
 
     def generate(self, messages: list[Message], sampling: Sampling | None = None,
-                 system: str | None = None, user: str = "") -> Generation:
-        """Start an answer; raises EngineError for a bad request, EngineBusy when full."""
+                 system: str | None = None, user: str = "", owner: str = "") -> Generation:
+        """Start an answer; raises EngineError for a bad request, EngineBusy when full or when
+        `owner` (the account; default `user`) holds its share. Waiting requests are served
+        round-robin across `user` keys."""
         ...
 
     def close(self) -> None: ...

@@ -21,7 +21,7 @@ class LlamaCppEngine:
 
     def __init__(self, model_path: str | Path, model: str | None = None, context_size: int = 4096,
                  threads: int | None = None, parallel: int = 1, batch_size: int = 512,
-                 max_queue: int = 64):
+                 max_queue: int = 64, user_share: float = 1.0):
         self.path = Path(model_path)
         self.model = model or self.path.stem
         self.version = self.model  # the model version answering now: the base, or base + adapter
@@ -59,20 +59,20 @@ class LlamaCppEngine:
         ends_turn = lambda t: bool(llama_cpp.llama_vocab_is_eog(vocab, t)  # noqa: E731
                                    or llama_cpp.llama_vocab_is_control(vocab, t))
         self.scheduler = Scheduler(self._model, self._ctx, parallel, context_size, batch_size,
-                                   max_queue, ends_turn)
+                                   max_queue, ends_turn, user_share)
 
     # ---- tokens and context ----
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens of a rendered prompt, with BOS where the model wants one, but never twice
-        (some templates write it themselves)."""
-        tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    def encode(self, messages: list[Message]) -> list[int]:
+        """Tokens of the rendered prompt, with BOS where the model wants one, but never twice
+        (some templates write it themselves). Special tokens are read only in the template's
+        own text; in what people wrote, "<|im_start|>" is just text."""
+        tokens: list[int] = []
+        for text, template in self.template.render_parts(messages):
+            tokens += self._model.tokenize(text.encode("utf-8"), add_bos=False, special=template)
         if self._add_bos and tokens[:1] != [self._bos]:
             tokens.insert(0, self._bos)
         return tokens
-
-    def encode(self, messages: list[Message]) -> list[int]:
-        return self.tokenize(self.template.render(messages))
 
     def answer_tokens(self, text: str) -> list[int]:
         """An assistant answer as the model generates it: its tokens, then the end of turn."""
@@ -96,7 +96,7 @@ class LlamaCppEngine:
     # ---- generation ----
 
     def generate(self, messages: list[Message], sampling: Sampling | None = None,
-                 system: str | None = None, user: str = "") -> Generation:
+                 system: str | None = None, user: str = "", owner: str = "") -> Generation:
         start = time.perf_counter()
         sampling = sampling or Sampling()
         sampling.check()
@@ -110,7 +110,8 @@ class LlamaCppEngine:
         generation = Generation(Result(prompt_tokens=len(fitted.tokens),
                                        dropped_messages=fitted.dropped, prompt=fitted.messages,
                                        seed=sampling.seed, model_version=self.version))
-        self.scheduler.submit(Job(fitted.tokens, sampling, user, generation, start=start))
+        self.scheduler.submit(Job(fitted.tokens, sampling, user, generation, start=start,
+                                  owner=owner or user))
         return generation
 
     def set_adapter(self, path: Path | None, version: str | None = None) -> None:
