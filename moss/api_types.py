@@ -225,6 +225,15 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
+class SessionIn(BaseModel):
+    key: str = Field(min_length=1, max_length=200, description="An API key (moss users add NAME)")
+
+
+class SessionOut(BaseModel):
+    user: str | None  # None once signed out
+    auth: bool  # whether this server asks for keys
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model: str

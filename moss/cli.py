@@ -92,32 +92,82 @@ def list_models(verify: Annotated[bool, typer.Option(help="Re-hash installed mod
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")] = "127.0.0.1",
+def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all; needs --auth).")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
           model: Model = None, ctx: Ctx = 4096, threads: Threads = None,
           parallel: Annotated[int, typer.Option(help="Answers decoded together (continuous batching).")] = 4,
           max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; beyond, 429.")] = 64,
           auth: Annotated[bool, typer.Option("--auth", help="Require API keys (moss users add NAME).")] = False,
-          rate_limit: Annotated[int, typer.Option("--rate-limit", help="Requests per minute per key; 0 = off.")] = 60,
+          insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without --auth: "
+                                                 "anyone who reaches the port can use it.")] = False,
+          allowed_host: Annotated[Optional[list[str]], typer.Option(
+              "--allowed-host", help="Another host name the server may be reached by (repeatable); "
+                                     "other Host headers are refused.")] = None,
+          rate_limit: Annotated[Optional[int], typer.Option(
+              "--rate-limit", help="Chat completions per minute per key; 0 = off (default: 60 with "
+                                   "--auth, off without).")] = None,
+          api_rate_limit: Annotated[Optional[int], typer.Option(
+              "--api-rate-limit", help="Other API requests per minute per key; 0 = off (default: 600 "
+                                       "with --auth, off without).")] = None,
+          user_share: Annotated[float, typer.Option(
+              "--user-share", help="Most of the batch slots plus queue places one user may hold, "
+                                   "with --auth (0.5 = half).")] = 0.5,
           daily_tokens: Annotated[int, typer.Option("--daily-tokens", help="Tokens per user per day; 0 = off.")] = 0,
           ) -> None:
     """Serve the OpenAI-compatible API (and the web page) over HTTP."""
     import uvicorn
 
-    from moss.access import Limits
+    from moss.access import Exposure, Limits, is_loopback
     from moss.server import create_app
     if not 1 <= parallel <= 64:
         fail(f"--parallel must be 1..64, got {parallel}")
+    if not 0 < user_share <= 1:
+        fail(f"--user-share must be in (0, 1], got {user_share}")
+    exposed = not (host == "localhost" or is_loopback(host.strip("[]")))
+    if exposed and not auth and not insecure:
+        fail(f"--host {host} makes Moss reachable from other machines, and without --auth anyone "
+             f"there could use it and its admin API: add --auth (and moss users add NAME), or "
+             f"--insecure if this network is yours alone")
+    limits = Limits(rate_limit=_limit(rate_limit, 60 if auth else 0),
+                    api_rate_limit=_limit(api_rate_limit, 600 if auth else 0),
+                    daily_tokens=daily_tokens or None, user_share=user_share if auth else 1.0)
+    exposure = Exposure(host, tuple(allowed_host or ()), insecure)
     store = _store()
-    engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue)
+    engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue, user_share=limits.user_share)
     spec = models.REGISTRY.get(engine.model)
     store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
-    app = create_app(engine, store, auth=auth, limits=Limits(rate_limit or None, daily_tokens or None))
+    app = create_app(engine, store, auth=auth, limits=limits, exposure=exposure)
+    if exposed and not auth:
+        err.print(f"[bold red]WARNING: --insecure: Moss answers anyone who can reach {escape(host)}:{port}, "
+                  f"with no key; conversations and feedback are shared by all of them.[/]")
+    if exposed and exposure.hosts() is None:
+        err.print("note: any Host name is accepted; --allowed-host NAME pins the names this server answers to")
     err.print(f"Moss serving [bold]{engine.model}[/] on http://{host}:{port} "
               f"(chat page at /, API at /v1, docs at /docs"
               f"{', API keys required' if auth else ''})")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
+
+
+def _limit(given: int | None, default: int) -> int | None:
+    """A per-minute limit from its option: None (not given) takes the default; 0 turns it off."""
+    value = default if given is None else given
+    if value < 0:
+        fail(f"a rate limit must be 0 (off) or more, got {value}")
+    return value or None
+
+
+@app.command()
+def doctor(smoke: Annotated[bool, typer.Option("--smoke", help="Only the one-token decode (setup runs this).")] = False,
+           model: Model = None) -> None:
+    """Check this machine: CPU features, llama.cpp's build, models, database, disk, one decode."""
+    from moss import doctor as checking
+    found = [checking.smoke(model)] if smoke else checking.checks()
+    for check in found:
+        mark = "[green]ok[/]  " if check.ok else "[bold red]FAIL[/]"
+        err.print(f"{mark} {escape(check.name)}: {escape(check.detail)}", soft_wrap=True)
+    if not all(check.ok for check in found):
+        raise typer.Exit(1)
 
 
 users = typer.Typer(help="Manage who may use a server started with --auth.", no_args_is_help=True)
@@ -238,6 +288,7 @@ def eval_run(model: Model = None,
              parallel: Annotated[int, typer.Option(help="Answers decoded together.")] = 4,
              threads: Threads = None) -> None:
     """Run the evaluation suites and store the results for this model version."""
+    _require("eval", "reasoning_gym", "yaml")
     from moss import eval_data, evals
     from moss.eval_suites import SUITES
     names = [s.strip() for s in suite.split(",")] if suite else list(SUITES)
@@ -249,8 +300,6 @@ def eval_run(model: Model = None,
             result = evals.run(engine, names, full=full, quick=quick)
         except eval_data.EvalDataError as exc:
             fail(str(exc))
-        except ImportError as exc:
-            fail(f"{exc.name} is missing: pip install 'moss[eval]'")
     path = evals.save(result)
     _print_summary(result)
     err.print(f"{len(result['items'])} items in {result['seconds']:.0f} s; saved {path}")
@@ -373,6 +422,7 @@ def learn(model: Model = None, threads: Threads = None,
                                                    "that learned every taught item.")] = "2,3",
           ) -> None:
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
+    _require("train", "torch", "transformers", "peft", "safetensors", "gguf", "reasoning_gym", "yaml")
     from moss import learn as learning
     candidates = _epochs(epochs)
     path = _resolve(model)
@@ -385,13 +435,24 @@ def learn(model: Model = None, threads: Threads = None,
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted: the served model and the store are unchanged")
-    except ImportError as exc:
-        fail(f"learning needs the training extra: pip install 'moss[train]' ({exc})")
     print(json.dumps({"version": report.version, "status": report.status, "reasons": report.reasons,
                       "taught": report.chosen.get("taught"), "general": report.general,
                       "seconds": report.seconds}, ensure_ascii=False))
     if report.status != "serving":
         raise typer.Exit(1)
+
+
+def _require(extra: str, *modules: str) -> None:
+    """Fail at once, naming every missing module, when an extra is not installed."""
+    import importlib
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        fail(f"this needs the {extra} extra (missing: {', '.join(missing)}): bash scripts/setup.sh {extra}")
 
 
 def _epochs(text: str) -> tuple[int, ...]:
@@ -414,7 +475,8 @@ def _rewriter(ref: str) -> Path | None:
     except models.ModelError as exc:
         if ref != "teacher":
             fail(str(exc))
-        err.print("the teacher is not installed (pip install 'moss[teacher]'): the served model rewrites questions")
+        err.print(escape("the teacher is not installed (bash scripts/setup.sh teacher): the served model "
+                         "rewrites questions"))
         return None
 
 

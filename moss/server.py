@@ -18,12 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moss import admin, models
-from moss.access import Access, ApiError, Limits
+from moss.access import COOKIE, Access, ApiError, Exposure, Limits, is_loopback
 from moss.api_types import (ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Choice,
                             ChunkChoice, ConversationCreate, ConversationDetail, ConversationList,
                             ConversationRename, ConversationSummary, Deleted, Delta, ErrorResponse,
                             FeedbackIn, FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard,
-                            ModelList, MossInfo, PromptTokensDetails, StoredMessage, Usage)
+                            ModelList, MossInfo, PromptTokensDetails, SessionIn, SessionOut,
+                            StoredMessage, Usage)
 from moss.engine import Engine, EngineBusy, EngineError, Generation, Sampling
 from moss.metrics import Metrics
 from moss.schema import User
@@ -31,18 +32,31 @@ from moss.store import Answer, Store
 
 WEB = Path(__file__).parent / "web"  # the chat page: static files, no build step
 MAX_BODY = 4 << 20  # bytes; a full 32k-token history is well under this
-ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-          413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
+ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+          404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+          429: {"model": ErrorResponse}}
+# The page loads only its own files and talks only to its own server; no inline script runs, so
+# a model's answer that slips markup past the sanitizer still cannot run code or send data out.
+# Styles may be inline: KaTeX positions math with style attributes.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+                                 b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
 
 
 @dataclass
 class Caller:
     user: User
     key: str
+    admin: bool  # may use the admin API: an admin's key, or the machine's own user from loopback
 
 
 def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits | None = None,
-               version_id: str | None = None) -> FastAPI:
+               version_id: str | None = None, exposure: Exposure | None = None) -> FastAPI:
     access = Access(store, auth, limits or Limits())
     scheduler = getattr(engine, "scheduler", None)
     metrics = Metrics(lambda: scheduler.queued if scheduler else 0,
@@ -73,10 +87,20 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
                   description="A self-hosted bilingual assistant with an OpenAI-compatible API.")
     _install_error_handlers(app, metrics)
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(_Perimeter, exposure=exposure or Exposure())
 
     def caller(request: Request) -> Caller:
-        user, key = access.authenticate(request.headers.get("authorization"))
-        return Caller(user, key)
+        user, key = access.authenticate(request.headers.get("authorization"), request.cookies.get(COOKIE))
+        # Without --auth everyone who reaches the port is the local user: the admin API is then
+        # only for the machine itself (loopback), even when --insecure exposes the rest.
+        admin = user.admin and (auth or is_loopback(request.client.host if request.client else None))
+        return Caller(user, key, admin)
+
+    def api_caller(request: Request) -> Caller:
+        """A caller of the API's cheaper endpoints, held to the --api-rate-limit."""
+        who = caller(request)
+        access.admit_call(who.key)
+        return who
 
     # ---- OpenAI-compatible API ----
 
@@ -93,7 +117,8 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         # The queue is fair across this key: the user, split further by OpenAI's `user` field
         # when an app sends its own end-users through one key.
         fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
-        generations = await run_in_threadpool(_start, engine, messages, sampling, body.n, fairness)
+        generations = await run_in_threadpool(_start, engine, messages, sampling, body.n, fairness,
+                                              who.user.name)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         started_at = time.perf_counter()
         if body.stream:
@@ -122,11 +147,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             usage=_usage(generations), moss=recorded)
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, summary="List the served models")
-    def list_models(_who: Caller = Depends(caller)):
+    def list_models(_who: Caller = Depends(api_caller)):
         return ModelList(data=[ModelCard(id=engine.model, created=started)])
 
     @app.get("/v1/models/{model_id}", response_model=ModelCard, responses=ERRORS)
-    def get_model(model_id: str, _who: Caller = Depends(caller)):
+    def get_model(model_id: str, _who: Caller = Depends(api_caller)):
         if model_id not in aliases:
             raise ApiError(404, f"the model '{model_id}' does not exist", code="model_not_found")
         return ModelCard(id=engine.model, created=started)
@@ -135,7 +160,7 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
 
     @app.get("/v1/conversations", response_model=ConversationList, responses=ERRORS,
              summary="List your conversations, newest first; q searches titles and messages")
-    def list_conversations(q: str = "", limit: int = 50, offset: int = 0, who: Caller = Depends(caller)):
+    def list_conversations(q: str = "", limit: int = 50, offset: int = 0, who: Caller = Depends(api_caller)):
         if not 1 <= limit <= 500 or offset < 0:
             raise ApiError(400, "limit must be 1..500 and offset >= 0", param="limit")
         rows = store.conversations(who.user.id, q, limit, offset)
@@ -143,11 +168,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
 
     @app.post("/v1/conversations", response_model=ConversationSummary, responses=ERRORS,
               summary="Start an empty conversation (send its id as conversation_id)")
-    def create_conversation(body: ConversationCreate, who: Caller = Depends(caller)):
+    def create_conversation(body: ConversationCreate, who: Caller = Depends(api_caller)):
         return _summary(store.new_conversation(who.user.id, body.title))
 
     @app.get("/v1/conversations/{conversation_id}", response_model=ConversationDetail, responses=ERRORS)
-    def get_conversation(conversation_id: str, who: Caller = Depends(caller)):
+    def get_conversation(conversation_id: str, who: Caller = Depends(api_caller)):
         conversation, messages = _found(lambda: store.conversation(who.user.id, conversation_id))
         feedback = store.feedback_on(who.user.id, [m.id for m in messages])
         return ConversationDetail(**_summary(conversation).model_dump(), messages=[
@@ -156,11 +181,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             for m in messages])
 
     @app.patch("/v1/conversations/{conversation_id}", response_model=ConversationSummary, responses=ERRORS)
-    def rename_conversation(conversation_id: str, body: ConversationRename, who: Caller = Depends(caller)):
+    def rename_conversation(conversation_id: str, body: ConversationRename, who: Caller = Depends(api_caller)):
         return _summary(_found(lambda: store.rename(who.user.id, conversation_id, body.title)))
 
     @app.delete("/v1/conversations/{conversation_id}", response_model=Deleted, responses=ERRORS)
-    def delete_conversation(conversation_id: str, who: Caller = Depends(caller)):
+    def delete_conversation(conversation_id: str, who: Caller = Depends(api_caller)):
         _found(lambda: store.delete(who.user.id, conversation_id))
         return Deleted(id=conversation_id)
 
@@ -168,7 +193,7 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
 
     @app.post("/v1/messages/{message_id}/feedback", response_model=FeedbackOut, responses=ERRORS,
               summary="Rate, correct, compare or flag an answer (replaces your earlier one of that kind)")
-    def give_feedback(message_id: str, body: FeedbackIn, who: Caller = Depends(caller)):
+    def give_feedback(message_id: str, body: FeedbackIn, who: Caller = Depends(api_caller)):
         value = body.model_dump(exclude={"kind"})
         try:
             row = _found(lambda: store.set_feedback(who.user.id, message_id, body.kind, value))
@@ -177,16 +202,36 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         return FeedbackOut.model_validate(row, from_attributes=True)
 
     @app.get("/v1/messages/{message_id}/feedback", response_model=FeedbackList, responses=ERRORS)
-    def list_feedback(message_id: str, who: Caller = Depends(caller)):
+    def list_feedback(message_id: str, who: Caller = Depends(api_caller)):
         _found(lambda: store.message(who.user.id, message_id))
         rows = store.feedback_on(who.user.id, [message_id]).get(message_id, [])
         return FeedbackList(data=[FeedbackOut.model_validate(f, from_attributes=True) for f in rows])
 
     @app.delete("/v1/messages/{message_id}/feedback/{kind}", response_model=FeedbackWithdrawn,
                 responses=ERRORS, summary="Withdraw your feedback of one kind")
-    def withdraw_feedback(message_id: str, kind: str, who: Caller = Depends(caller)):
+    def withdraw_feedback(message_id: str, kind: str, who: Caller = Depends(api_caller)):
         _found(lambda: store.withdraw_feedback(who.user.id, message_id, kind))
         return FeedbackWithdrawn(message_id=message_id, kind=kind)
+
+    # ---- the page's sign-in: the key goes into an HttpOnly cookie that no script can read ----
+
+    @app.post("/v1/session", response_model=SessionOut, responses=ERRORS,
+              summary="Sign the page in: check an API key and keep it in an HttpOnly cookie")
+    def sign_in(body: SessionIn, request: Request, response: Response):
+        user, _ = access.authenticate(f"Bearer {body.key}")
+        if auth:
+            response.set_cookie(COOKIE, body.key.strip(), max_age=30 * 86400, httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")
+        return SessionOut(user=user.name, auth=auth)
+
+    @app.get("/v1/session", response_model=SessionOut, responses=ERRORS, summary="Who the page is signed in as")
+    def session(who: Caller = Depends(caller)):
+        return SessionOut(user=who.user.name, auth=auth)
+
+    @app.delete("/v1/session", response_model=SessionOut, summary="Sign the page out")
+    def sign_out(response: Response):
+        response.delete_cookie(COOKIE, samesite="strict")
+        return SessionOut(user=None, auth=auth)
 
     if follows:
         ref = engine.model if engine.model in models.REGISTRY else str(engine.path)
@@ -244,14 +289,16 @@ def _sampling(body: ChatRequest, context_size: int) -> Sampling:
         max_tokens=max_tokens, seed=body.seed, stop=stop)
 
 
-def _start(engine: Engine, messages: list[dict], sampling: Sampling, n: int, user: str) -> list[Generation]:
-    """Submit n answers (seeds differ, so samples do); cancel them all if any is refused."""
+def _start(engine: Engine, messages: list[dict], sampling: Sampling, n: int, user: str,
+           owner: str) -> list[Generation]:
+    """Submit n answers (seeds differ, so samples do; each holds a place of its own in the
+    owner's share); cancel them all if any is refused."""
     generations: list[Generation] = []
     try:
         for i in range(n):
             seed = None if sampling.seed is None else sampling.seed + i
             generations.append(engine.generate(messages, Sampling(**{**sampling.__dict__, "seed": seed}),
-                                               user=user))
+                                               user=user, owner=owner))
     except EngineBusy as exc:
         for g in generations:
             g.cancel()
@@ -311,7 +358,8 @@ def _record_stopped(store: Store, user_id: int, messages: list[dict], generation
         written = [g for g in generations if g.result.text]
         if written:
             try:
-                store.record(user_id, messages, _answers(written, sampling, version), conversation_id)
+                store.record(user_id, messages, _answers(written, sampling, version), conversation_id,
+                             written[0].result.dropped_messages)
             except LookupError:
                 pass  # the conversation was deleted meanwhile
     threading.Thread(target=save, name="moss-save-stopped", daemon=True).start()
@@ -321,7 +369,8 @@ async def _record(store: Store, user_id: int, messages: list[dict], generations:
                   sampling: Sampling, version: str, conversation_id: str | None) -> MossInfo:
     answers = _answers(generations, sampling, version)
     try:
-        recorded = await run_in_threadpool(store.record, user_id, messages, answers, conversation_id)
+        recorded = await run_in_threadpool(store.record, user_id, messages, answers, conversation_id,
+                                           generations[0].result.dropped_messages)
     except LookupError as exc:
         raise ApiError(404, str(exc), param="conversation_id", code="conversation_not_found")
     return MossInfo(conversation_id=recorded.conversation_id,
@@ -458,6 +507,28 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return response
 
 
+class _Perimeter:
+    """Refuse requests for a foreign Host or from a foreign page (403, before any work is done),
+    and add the security headers to every response."""
+
+    def __init__(self, app, exposure: Exposure):
+        self.app, self.exposure = app, exposure
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refusal = self.exposure.refusal(scope["method"], headers)
+        if refusal is not None:
+            return await _send_error(send, ApiError(403, refusal, "invalid_request_error", "forbidden"))
+
+        async def secured(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+        await self.app(scope, receive, secured)
+
+
 class _BodyLimit:
     """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
 
@@ -490,9 +561,13 @@ class _BodyLimit:
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps(_error_body(ApiError(413, f"request body over {limit} bytes",
-                                           code="request_too_large"))).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _send_error(send, ApiError(413, f"request body over {limit} bytes", code="request_too_large"))
+
+
+async def _send_error(send, error: ApiError) -> None:
+    """An error answered from ASGI middleware, before FastAPI's handlers are reached."""
+    body = json.dumps(_error_body(error)).encode()
+    await send({"type": "http.response.start", "status": error.status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

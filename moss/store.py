@@ -18,6 +18,11 @@ from moss import paths
 from moss.schema import ApiKey, Conversation, Feedback, Message, ModelVersion, TrainingRecord, User, now
 
 LOCAL_USER = "local"  # the single user of a server running without --auth
+# What one message may add to the database. A client can send megabytes of history with every
+# request; what the model never saw (older than the context window) is kept as a short excerpt,
+# and no message is kept beyond MESSAGE_CHARS. Each answer's `prompt` holds what the model saw.
+MESSAGE_CHARS = 32_000
+UNSEEN_CHARS = 2_000
 
 
 class StoreError(Exception):
@@ -54,8 +59,19 @@ def hash_key(key: str) -> str:
 
 
 def path_hash(parent: str, role: str, content: str) -> str:
-    """Identifies a message by its whole path from the conversation's root."""
+    """Identifies a message by its whole path from the conversation's root. A system prompt
+    counts by its place, not its text: clients that put the date or time in theirs still
+    continue one conversation instead of storing their whole history again with every request."""
+    if role == "system":
+        content = ""
     return hashlib.sha256(f"{parent}\x00{role}\x00{content}".encode()).hexdigest()
+
+
+def stored_text(content: str, limit: int) -> str:
+    """A message's text as stored: whole up to `limit` characters, else its start and a note."""
+    if len(content) <= limit:
+        return content
+    return content[:limit] + f"\n…[{len(content) - limit} more characters not stored]"
 
 
 class FeedbackStore:
@@ -303,9 +319,10 @@ class Store(FeedbackStore):
     # ---- conversations ----
 
     def record(self, user_id: int, messages: list[dict], answers: list[Answer],
-               conversation_id: str | None = None) -> Recorded:
+               conversation_id: str | None = None, unseen: int = 0) -> Recorded:
         """Store a request's messages (joining the conversation they continue) and its answers,
-        in one transaction: when this returns, all of it is on disk."""
+        in one transaction: when this returns, all of it is on disk. The first `unseen` messages
+        after a leading system prompt did not fit the model's context: they are kept short."""
         hashes, parent = [], ""
         for m in messages:
             parent = path_hash(parent, m["role"], m["content"])
@@ -330,9 +347,13 @@ class Store(FeedbackStore):
                 s.add(conversation)
             recorded = Recorded(conversation.id)
             parent_id = parent_msg.id if parent_msg else None
-            for m, h in zip(messages[matched:], hashes[matched:]):
-                parent_id = self._add(s, recorded, conversation.id, user_id, parent_id, h,
-                                      role=m["role"], content=m["content"])
+            cut = unseen + (1 if messages and messages[0]["role"] == "system" else 0)
+            for i, (m, h) in enumerate(zip(messages, hashes)):
+                if i >= matched:
+                    content = stored_text(m["content"], UNSEEN_CHARS if i < cut and m["role"] != "system"
+                                          else MESSAGE_CHARS)
+                    parent_id = self._add(s, recorded, conversation.id, user_id, parent_id, h,
+                                          role=m["role"], content=content)
             base = hashes[-1] if hashes else ""
             for a in answers:
                 self._add(s, recorded, conversation.id, user_id, parent_id,
