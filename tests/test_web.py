@@ -36,7 +36,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    # Playwright's wait_for_function evaluates strings, which the page's CSP forbids; the CSP is
+    # checked on its own in test_injected_markup_cannot_run_script.
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, bypass_csp=True)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -96,6 +98,44 @@ def test_markdown_code_and_math_render(page):
     assert "<strong>bold</strong>" in html and "hljs" in html and "copy-code" in html
     assert 'class="katex"' in html and "katex-display" in html  # inline and display math typeset
     assert "<script" not in page.evaluate("markdown('<script>alert(1)</script><img src=x onerror=alert(1)>').innerHTML")
+
+
+def test_answers_cannot_bring_forms_styles_frames_or_remote_images(page):
+    html = page.evaluate("""markdown(
+        '<form action="http://evil.example"><input name="q"><button>Go</button></form>' +
+        '<style>body { display: none }</style><iframe src="http://evil.example"></iframe>' +
+        '<textarea>x</textarea><select><option>1</option></select>' +
+        '<p style="position: fixed; inset: 0">cover</p><img src="http://evil.example/t.png">' +
+        '\\n\\n![tracker](https://evil.example/pixel.png) [a link](https://example.org)').innerHTML""")
+    for tag in ("<form", "<input", "<button", "<style", "<iframe", "<textarea", "<select", "style=", "evil.example"):
+        assert tag not in html, (tag, html)
+    assert 'rel="noopener noreferrer"' in html and "cover" in html
+
+
+def test_math_is_not_typeset_inside_code_and_no_text_breaks_rendering(page):
+    box = page.evaluate("""(() => { const b = markdown('Run:\\n\\n```bash\\necho "$HOME/$USER"\\n```\\n\\n' +
+        'or `cp $A $B`, and $x^2$ is math'); return [b.querySelector('pre code').textContent,
+        b.querySelector('p code') && b.querySelector('p code').textContent, b.innerHTML]; })()""")
+    block, inline, html = box
+    assert '"$HOME/$USER"' in block and inline == "cp $A $B"
+    assert html.count('class="katex"') == 1  # only $x^2$
+    for text in ("@@MOSSMATH3@@", "@@MOSSMATH0@@ $y$", "mossmath1x2n0e and $z$", "$$", "`unclosed $a$"):
+        assert page.evaluate("(t) => markdown(t).textContent.length", text) > 0, text
+
+
+def test_injected_markup_cannot_run_script(browser, server):
+    """Even markup that got past the sanitizer cannot run: the Content-Security-Policy forbids
+    inline script and handlers."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#model option", state="attached")
+    page.evaluate("""document.querySelector('#thread').insertAdjacentHTML('beforeend',
+        '<img src="data:," onerror="window.pwned = 1"><a id="x" href="javascript:window.pwned = 2">x</a>')""")
+    page.click("#x")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.pwned") is None
+    context.close()
 
 
 def test_feedback_of_every_kind_survives_a_reload(page, server):
@@ -244,8 +284,16 @@ def test_sign_in_with_an_api_key(browser, tmp_path):
         ask(page, "Hi!")
         convs = httpx.get(server.url + "/v1/conversations", headers={"Authorization": f"Bearer {key}"}).json()
         assert len(convs["data"]) == 1
+        # the key went into an HttpOnly cookie: no script in the page (injected or not) can read it
+        assert key not in page.evaluate("document.cookie + JSON.stringify(localStorage) + JSON.stringify(S)")
+        assert any(c["name"] == "moss_key" and c["httpOnly"] and c["sameSite"] == "Strict"
+                   for c in context.cookies())
+        page.reload()  # a reload keeps the session
+        page.wait_for_selector("#model option", state="attached")
+        assert page.is_hidden("[data-testid=signin]")
         page.click("[data-testid=signout]")
         page.wait_for_selector("[data-testid=signin]", state="visible")
+        assert not [c for c in context.cookies() if c["name"] == "moss_key"]
         context.close()
 
 

@@ -9,8 +9,9 @@ const el = (tag, { dataset, ...props } = {}, ...children) => {
   return node;
 };
 
+localStorage.removeItem("moss.key");  // older pages kept the key where any script could read it
 const S = {
-  key: localStorage.getItem("moss.key") || "",
+  signedIn: false,  // the API key lives in an HttpOnly cookie (POST /v1/session): never in this script
   lang: localStorage.getItem("moss.lang") || (navigator.language.startsWith("zh") ? "zh" : "en"),
   theme: localStorage.getItem("moss.theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"),
   model: "", conversations: [], conv: null, byId: {}, children: {}, chosen: {},
@@ -23,7 +24,6 @@ const t = (key) => key.split(".").reduce((o, k) => (o || {})[k], STRINGS[S.lang]
 
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
-  if (S.key) headers.Authorization = `Bearer ${S.key}`;
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) { showSignIn(); throw new Error(t("badKey")); }
   const body = response.status === 204 ? null : await response.json().catch(() => null);
@@ -34,7 +34,6 @@ async function api(path, options = {}) {
 // Streams a completion; calls onText with the text so far; resolves with the stored ids.
 async function streamCompletion(messages, onText, signal, model) {
   const headers = { "Content-Type": "application/json" };
-  if (S.key) headers.Authorization = `Bearer ${S.key}`;
   const response = await fetch("/v1/chat/completions", { method: "POST", headers, signal,
     body: JSON.stringify({ model: model || S.model, messages, stream: true, conversation_id: S.conv.id }) });
   if (response.status === 401) { showSignIn(); throw new Error(t("badKey")); }
@@ -63,18 +62,35 @@ async function streamCompletion(messages, onText, signal, model) {
 
 // ---------- Markdown, code and math ----------
 
-const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$([^\s$](?:[^$\n]*?[^\s$])?)\$/g;
+// Code comes first in the pattern, so "$HOME/$USER" inside `code` or a fenced block stays code.
+const CODE_OR_MATH = /(```[\s\S]*?(?:```|$)|~~~[\s\S]*?(?:~~~|$)|`[^`\n]+`)|\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$([^\s$](?:[^$\n]*?[^\s$])?)\$/g;
+// What a model's answer may not contain once rendered: nothing that submits, takes input, restyles
+// the page or loads from elsewhere (the Content-Security-Policy blocks remote loads as well).
+const PURIFY = {
+  FORBID_TAGS: ["form", "input", "button", "textarea", "select", "option", "style", "iframe", "frame",
+    "object", "embed", "link", "meta", "base", "svg", "math", "dialog"],
+  FORBID_ATTR: ["style", "srcset", "action", "formaction"],
+};
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "IMG" && !/^data:image\//i.test(node.getAttribute("src") || "")) node.remove();
+  if (node.tagName === "A" && /^https?:/i.test(node.getAttribute("href") || "")) {
+    node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer");
+  }
+});
 
 function markdown(text) {
-  // Math is cut out before Markdown (which would eat its underscores) and typeset after.
+  // Math is cut out before Markdown (which would eat its underscores) and typeset after. Its
+  // placeholders carry a fresh random tag, so no text can forge one.
   const maths = [];
-  const guarded = text.replace(MATH, (m, a, b, c, d) => {
+  const tag = `mossmath${crypto.getRandomValues(new Uint32Array(2)).join("x")}`;
+  const guarded = text.replace(CODE_OR_MATH, (m, code, a, b, c, d) => {
+    if (code != null) return code;
     maths.push({ tex: a ?? b ?? c ?? d, display: a != null || b != null });
-    return `@@MOSSMATH${maths.length - 1}@@`;
+    return `${tag}n${maths.length - 1}e`;
   });
-  let html = DOMPurify.sanitize(marked.parse(guarded, { gfm: true, breaks: true }));
-  html = html.replace(/@@MOSSMATH(\d+)@@/g, (_, i) => katex.renderToString(maths[+i].tex,
-    { displayMode: maths[+i].display, throwOnError: false }));
+  let html = DOMPurify.sanitize(marked.parse(guarded, { gfm: true, breaks: true }), PURIFY);
+  html = html.replace(new RegExp(`${tag}n(\\d+)e`, "g"), (m, i) => maths[+i] ? katex.renderToString(maths[+i].tex,
+    { displayMode: maths[+i].display, throwOnError: false, trust: false }) : m);
   const box = el("div", { className: "bubble" });
   box.innerHTML = html;
   for (const code of box.querySelectorAll("pre code")) {
@@ -134,7 +150,7 @@ function renderStatic() {
   for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
   for (const node of document.querySelectorAll("[data-i18n-title]")) node.title = t(node.dataset.i18nTitle);
   $("#lang").textContent = t("language");
-  $("#signout").hidden = !S.key;
+  $("#signout").hidden = !S.signedIn;
 }
 
 function renderSidebar() {
@@ -434,10 +450,11 @@ function showSignIn() {
 
 $("#signin-form").onsubmit = async (event) => {
   event.preventDefault();
-  S.key = $("#key").value.trim();
   try {
+    await api("/v1/session", { method: "POST", body: JSON.stringify({ key: $("#key").value.trim() }) });
+    $("#key").value = "";
+    S.signedIn = true;
     await loadModels();
-    localStorage.setItem("moss.key", S.key);
     $("#signin").close();
     $("#signin-error").hidden = true;
     renderStatic();
@@ -472,12 +489,17 @@ let searchTimer;
 $("#search").oninput = () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadConversations, 200); };
 $("#theme").onclick = () => { S.theme = S.theme === "dark" ? "light" : "dark"; localStorage.setItem("moss.theme", S.theme); renderStatic(); };
 $("#lang").onclick = () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("moss.lang", S.lang); renderStatic(); renderSidebar(); renderThread(); };
-$("#signout").onclick = () => { S.key = ""; localStorage.removeItem("moss.key"); newChat(); S.conversations = []; renderSidebar(); renderStatic(); showSignIn(); };
+$("#signout").onclick = async () => {
+  await api("/v1/session", { method: "DELETE" }).catch(() => null);
+  S.signedIn = false; newChat(); S.conversations = []; renderSidebar(); renderStatic(); showSignIn();
+};
 
 (async function start() {
   renderStatic();
   renderThread();
   try {
+    S.signedIn = (await api("/v1/session")).auth;
+    renderStatic();
     await loadModels();
     await loadConversations();
   } catch (error) { /* 401: the sign-in dialog is open */ }
