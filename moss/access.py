@@ -43,7 +43,6 @@ class Exposure:
     """Where the server listens and which names it answers to."""
     host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()  # more names the server may be reached by (--allowed-host)
-    insecure: bool = False  # no-auth mode on a non-loopback address was asked for by name
 
     def hosts(self) -> set[str] | None:
         """The Host header names accepted; None accepts any (a wildcard address with no names

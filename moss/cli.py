@@ -131,7 +131,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     limits = Limits(rate_limit=_limit(rate_limit, 60 if auth else 0),
                     api_rate_limit=_limit(api_rate_limit, 600 if auth else 0),
                     daily_tokens=daily_tokens or None, user_share=user_share if auth else 1.0)
-    exposure = Exposure(host, tuple(allowed_host or ()), insecure)
+    exposure = Exposure(host, tuple(allowed_host or ()))
     store = _store()
     engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue, user_share=limits.user_share)
     spec = models.REGISTRY.get(engine.model)
@@ -362,6 +362,9 @@ def eval_compare(a: Annotated[str, typer.Argument(help="Model A (registry name, 
         table.add_row({"all": "all", "en": "English", "zh": "中文"}[key], str(tally.wins), str(tally.ties),
                       str(tally.losses), f"{tally.win_rate:.0%}", f"{low:.0%}–{high:.0%}")
     Console().print(table)
+    votes = judging.votes(tallies["all"])
+    err.print(f"the judge's {sum(votes.values())} verdicts: first answer {votes['A']}, second {votes['B']}, "
+              f"tie {votes['tie']} (a judge that always picks one position gives only ties above)")
 
 
 @app.command()

@@ -113,6 +113,16 @@ class Tally:
         return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def votes(tally: Tally) -> dict[str, int]:
+    """How often the judge chose the first answer, the second, or neither, over both orders:
+    the position bias that judging both ways cancels."""
+    counts = {"A": 0, "B": 0, "tie": 0}
+    for row in tally.rows:
+        counts[row["forward"]] += 1
+        counts[row["backward"]] += 1
+    return counts
+
+
 def compare(questions: list[str], answers_a: list[str], answers_b: list[str], judge: Judge) -> dict[str, Tally]:
     """A against B on each question, judged in both orders: A wins only if it wins both ways.
     Returns tallies for all questions and per language (en, zh)."""

@@ -104,6 +104,7 @@ def test_judge_both_orders_cancel_position_bias():
     assert 0 < low < tallies["all"].win_rate == 1.0 and high == 1.0
     assert judge.parse("B is better") == "B" and judge.parse("平局") == "tie" and judge.parse("???") == "tie"
     assert judge.parse("A is shorter, but wrong.\nVerdict: B") == "B" and judge.parse("Verdict: tie") == "tie"
+    assert judge.votes(tallies["all"]) == {"A": 2, "B": 2, "tie": 0}
 
 
 @pytest.mark.parametrize("reply, vote", [

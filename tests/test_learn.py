@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -451,22 +452,35 @@ def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
         if learn._key(i) not in learn._learned_keys(store, store.serving_version("smollm2-135m-instruct"))])]
 
 
-def _interrupt_training(server: ServerProcess, sig: int) -> subprocess.Popen:
+def _interrupt_training(server: ServerProcess, sig: int) -> tuple[subprocess.Popen, list[str]]:
+    """Start `moss learn`, send `sig` once it reports training, and return it with all it wrote
+    to stderr. A thread reads stderr to the end, so the child never blocks on a full pipe, and
+    the signal waits for the stage itself, however slow this machine is."""
     proc = subprocess.Popen([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env)
-    deadline = time.monotonic() + 300
-    for line in proc.stderr:  # in the middle of training
-        if line.startswith("training:") or time.monotonic() > deadline:
-            break
+    lines: list[str] = []
+    training = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("training:"):
+                training.set()
+        training.set()  # it ended before training: the assertions below say so
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    training.wait()
+    assert proc.poll() is None, "".join(lines)
     proc.send_signal(sig)
-    proc.wait(60)
-    return proc
+    proc.wait(30)  # Ctrl-C stops it within seconds
+    reader.join(10)
+    return proc, lines
 
 
 def test_an_interrupted_cycle_leaves_nothing_half_done(server):
     before = {v.id: v.status for v in _store(server).all_versions()}
-    ctrl_c = _interrupt_training(server, signal.SIGINT)
-    assert ctrl_c.returncode == 1 and "interrupted" in ctrl_c.stderr.read()
+    ctrl_c, said = _interrupt_training(server, signal.SIGINT)
+    assert ctrl_c.returncode == 1 and "interrupted" in "".join(said)
     assert {v.id: v.status for v in _store(server).all_versions()} == before
     assert not list(learn_dir(server).glob("*.partial"))
     _interrupt_training(server, signal.SIGKILL)
