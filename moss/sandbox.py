@@ -24,8 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import cache
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 NOBODY = 65534
@@ -153,7 +153,7 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None,
             out, err = proc.communicate()
         code_ = proc.returncode
         if runner().bwrap and code_ > 128:  # bubblewrap passes a signal on as 128 + its number
-            code_ = 128 - code_
+            code_ = 128 - code_  # (so code that exits with 129..255 itself reads as a signal too)
         if code_ == -signal.SIGXCPU or code_ == -signal.SIGKILL:
             timed_out = timed_out or code_ == -signal.SIGXCPU
         return RunResult(code_, _text(out, limits), _text(err, limits), timed_out,
