@@ -44,6 +44,11 @@ class Exposure:
     host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()  # more names the server may be reached by (--allowed-host)
 
+    @property
+    def public(self) -> bool:
+        """Whether other machines can reach it: any address but loopback."""
+        return not (self.host == "localhost" or is_loopback(self.host.strip("[]")))
+
     def hosts(self) -> set[str] | None:
         """The Host header names accepted; None accepts any (a wildcard address with no names
         given: an --auth server reached by whatever name its operator gives it)."""

@@ -85,12 +85,11 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise EngineError("the engine is shut down")
-            over_share = lambda: self.per_owner is not None and self._held(job.owner) >= self.per_owner  # noqa: E731
-            if self._queued_now() >= self.max_queue or over_share():
+            if self._queued_now() >= self.max_queue or self._over_share(job.owner):
                 self._drop_cancelled()  # requests whose clients left do not hold places
             if self._queued_now() >= self.max_queue:
                 raise EngineBusy(f"the server is busy ({self.max_queue} requests waiting); retry shortly")
-            if over_share():
+            if self._over_share(job.owner):
                 raise EngineBusy(f"you have {self.per_owner} answers running or waiting, your share "
                                  f"of this server; retry when one has finished")
             if job.user not in self._waiting or not self._waiting[job.user]:
@@ -99,11 +98,12 @@ class Scheduler:
             self._waiting[job.user].append(job)
             self._cond.notify()
 
-    def _held(self, owner: str) -> int:
-        """Slots and queue places an account holds now (called with the lock held)."""
-        running = sum(1 for s in self.slots if s.job is not None and s.job.owner == owner
-                      and not s.job.generation.done)
-        return running + sum(1 for q in self._waiting.values() for j in q if j.owner == owner)
+    def _over_share(self, owner: str) -> bool:
+        """Whether an account already holds its share of slots plus queue places (lock held)."""
+        if self.per_owner is None:
+            return False
+        running = sum(1 for s in self.slots if s.job is not None and s.job.owner == owner)
+        return running + sum(1 for q in self._waiting.values() for j in q if j.owner == owner) >= self.per_owner
 
     def _drop_cancelled(self) -> None:
         for queue in self._waiting.values():

@@ -117,30 +117,29 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     """Serve the OpenAI-compatible API (and the web page) over HTTP."""
     import uvicorn
 
-    from moss.access import Exposure, Limits, is_loopback
+    from moss.access import Exposure, Limits
     from moss.server import create_app
     if not 1 <= parallel <= 64:
         fail(f"--parallel must be 1..64, got {parallel}")
     if not 0 < user_share <= 1:
         fail(f"--user-share must be in (0, 1], got {user_share}")
-    exposed = not (host == "localhost" or is_loopback(host.strip("[]")))
-    if exposed and not auth and not insecure:
+    exposure = Exposure(host, tuple(allowed_host or ()))
+    if exposure.public and not auth and not insecure:
         fail(f"--host {host} makes Moss reachable from other machines, and without --auth anyone "
              f"there could use it and its admin API: add --auth (and moss users add NAME), or "
              f"--insecure if this network is yours alone")
     limits = Limits(rate_limit=_limit(rate_limit, 60 if auth else 0),
                     api_rate_limit=_limit(api_rate_limit, 600 if auth else 0),
                     daily_tokens=daily_tokens or None, user_share=user_share if auth else 1.0)
-    exposure = Exposure(host, tuple(allowed_host or ()))
     store = _store()
     engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue, user_share=limits.user_share)
     spec = models.REGISTRY.get(engine.model)
     store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
     app = create_app(engine, store, auth=auth, limits=limits, exposure=exposure)
-    if exposed and not auth:
+    if exposure.public and not auth:
         err.print(f"[bold red]WARNING: --insecure: Moss answers anyone who can reach {escape(host)}:{port}, "
                   f"with no key; conversations and feedback are shared by all of them.[/]")
-    if exposed and exposure.hosts() is None:
+    if exposure.public and exposure.hosts() is None:
         err.print("note: any Host name is accepted; --allowed-host NAME pins the names this server answers to")
     err.print(f"Moss serving [bold]{engine.model}[/] on http://{host}:{port} "
               f"(chat page at /, API at /v1, docs at /docs"

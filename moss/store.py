@@ -348,12 +348,11 @@ class Store(FeedbackStore):
             recorded = Recorded(conversation.id)
             parent_id = parent_msg.id if parent_msg else None
             cut = unseen + (1 if messages and messages[0]["role"] == "system" else 0)
-            for i, (m, h) in enumerate(zip(messages, hashes)):
-                if i >= matched:
-                    content = stored_text(m["content"], UNSEEN_CHARS if i < cut and m["role"] != "system"
-                                          else MESSAGE_CHARS)
-                    parent_id = self._add(s, recorded, conversation.id, user_id, parent_id, h,
-                                          role=m["role"], content=content)
+            for i in range(matched, len(messages)):
+                m = messages[i]
+                limit = UNSEEN_CHARS if i < cut and m["role"] != "system" else MESSAGE_CHARS
+                parent_id = self._add(s, recorded, conversation.id, user_id, parent_id, hashes[i],
+                                      role=m["role"], content=stored_text(m["content"], limit))
             base = hashes[-1] if hashes else ""
             for a in answers:
                 self._add(s, recorded, conversation.id, user_id, parent_id,
