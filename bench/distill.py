@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
-from moss import judge, paths
+from moss import paths
+from moss.evals import judge
+from moss.inference.remote import RemoteEngine
 
 TRAIN = [  # what people asked the student (the teacher answers these)
     "Give me three tips for writing a clear email.", "What causes the seasons on Earth?",
@@ -117,7 +119,8 @@ def main() -> None:
                 break
             time.sleep(0.2)
         after = asked(args.student, HELD_OUT, env)
-        judge_fn = judge.remote_judge(args.judge_url or teacher_url, args.judge_model)
+        judge_fn = judge.engine_judge(RemoteEngine(args.judge_url or teacher_url, args.judge_model,
+                                                   os.environ.get("MOSS_JUDGE_API_KEY")))
         report("student after vs before", judge.compare(HELD_OUT, after, before, judge_fn))
         report("student before vs teacher", judge.compare(HELD_OUT, before, taught, judge_fn))
         report("student after vs teacher", judge.compare(HELD_OUT, after, taught, judge_fn))

@@ -11,10 +11,10 @@ import time
 
 import llama_cpp
 
-from moss.chat import with_system
-from moss.engine import Sampling
-from moss.llama_engine import LlamaCppEngine
-from moss.models import display_name, resolve
+from moss.inference.engine import Sampling
+from moss.inference.llama import LlamaCppEngine
+from moss.inference.models import display_name, resolve
+from moss.inference.prompts import with_system
 
 ESSAY = [{"role": "user", "content": "Write a detailed essay about the history of the printing press."}]
 

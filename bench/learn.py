@@ -26,7 +26,8 @@ from openai import OpenAI
 sys.path.insert(0, str(Path(__file__).parent))
 from learn_facts import CYCLE_1, CYCLE_2  # noqa: E402
 
-from moss import paths, verify  # noqa: E402
+from moss import paths  # noqa: E402
+from moss.learning import verify
 
 
 def right(answer: str, keys: list[str]) -> bool:
@@ -79,7 +80,7 @@ def cycle(number: int, client: OpenAI, base: str, env: dict, model: str, facts: 
     teach(client, base, facts)
     report, seconds = learn(env, model)
     print(f"cycle {number}: {report['status']} {report['version']} in {seconds:.0f} s "
-          f"(prepare {report['seconds'].get('prepare')} s, train {report['seconds'].get('train')} s) "
+          f"({', '.join(f'{stage} {s} s' for stage, s in report['seconds'].items())}) "
           f"{'; '.join(report['reasons'])}", flush=True)
     if report["status"] == "serving":
         print(f"server switched to {report['version']} in {wait_for(base, report['version']):.1f} s without a restart")

@@ -14,15 +14,24 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from learn_facts import CYCLE_1  # noqa: E402
 
-from moss import adapters, anchors, evals, learn, models, paths, trainer, verify  # noqa: E402
-from moss.engine import Sampling  # noqa: E402
-from moss.llama_engine import LlamaCppEngine  # noqa: E402
-from moss.paraphrase import split  # noqa: E402
+from moss import paths
+from moss.evals import evaluate  # noqa: E402
+from moss.inference import models
+from moss.inference.engine import (
+    Engine,  # noqa: E402
+    Sampling,  # noqa: E402
+)
+from moss.inference.loading import open_engine  # noqa: E402
+from moss.learning import adapters, anchors, cycle, examples, trainer, verify  # noqa: E402  # noqa: E402
+from moss.learning.options import Options  # noqa: E402
+from moss.learning.pairs import Tokens  # noqa: E402
+from moss.learning.taught import Taught  # noqa: E402
 from moss.progress import parallel_map  # noqa: E402
 
 # Anchors added in turn: 80 short-knowledge questions, then harmful requests of many kinds,
@@ -39,7 +48,7 @@ SETTINGS = {
 SUITES = ["knowledge", "code", "math", "safety", "over_refusal"]
 
 
-def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
+def measure(engine: Engine, taught: list[Taught]) -> dict:
     """Per language: held-back wordings passed, hand-written wordings right, general items good
     (for over-refusal: not refused)."""
     outcomes = verify.probe(engine, taught)
@@ -47,7 +56,7 @@ def measure(engine: LlamaCppEngine, taught: list[verify.Taught]) -> dict:
     answers = parallel_map(lambda a: engine.generate([{"role": "user", "content": a[0]}],
                                                      Sampling(temperature=0, max_tokens=80)).text(),
                            asks, "hand-written wordings", "questions", 4)
-    general = evals.run(engine, names=SUITES)
+    general = evaluate.run(engine, names=SUITES)
     out = {}
     for lang in ("en", "zh"):
         mine = [o for o in outcomes if o.lang == lang]
@@ -85,22 +94,20 @@ def main() -> None:
         rewriter = models.resolve("teacher")
     except models.ModelError:
         rewriter = None
-    with LlamaCppEngine(path, args.model, context_size=2048, parallel=4) as engine:
+    with closing(open_engine(str(path), name=args.model, context_size=2048, parallel=4)) as engine:
         steady = anchors.answers(engine, home / "anchors.json")
-        taught = [verify.Taught(str(i), [], q, a, "en" if q.isascii() else "zh")
+        taught = [Taught(str(i), [], q, a, "en" if q.isascii() else "zh")
                   for i, (q, a, _, _) in enumerate(CYCLE_1)]
-        options = learn.Options(rewriter=rewriter)
-        for t, found in zip(taught, learn._reworded(engine, [t.question for t in taught], options, print)):
-            t.train, t.probes = split(t.question, found, options.train_wordings, options.probe_wordings)
+        cycle.reword(engine, taught, Options(rewriter=rewriter), print)
         base = measure(engine, taught)
-        tokens = learn.Tokens(engine)
+        tokens = Tokens(engine)
         for number, (name, (rate, per_batch, left_out)) in enumerate(list(SETTINGS.items())[:args.settings]):
-            data = trainer.Data(sft=[tokens.sequence(t.messages(w), t.answer)
+            data = examples.Data(sft=[tokens.sequence(t.messages(w), t.answer)
                                      for t in taught for w in [t.question, *t.train]])
             data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in steady
                             if q not in left_out]
             # the schedule of `moss learn`: cosine over its last candidate epoch, stopped at --epochs
-            hp = trainer.HyperParams(epochs=max(learn.Options().epochs), learning_rate=rate,
+            hp = examples.HyperParams(epochs=max(Options().epochs), learning_rate=rate,
                                      anchors_per_batch=per_batch)
             start = time.perf_counter()
             (checkpoint,), facts = trainer.train(path, data, hp, lambda *_: None, checkpoint_epochs={args.epochs},

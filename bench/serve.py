@@ -19,14 +19,15 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 import llama_cpp
 
-from moss.engine import Sampling
-from moss.llama_engine import LlamaCppEngine
-from moss.models import display_name, resolve
+from moss.inference.engine import Sampling
+from moss.inference.loading import open_engine
+from moss.inference.models import display_name, resolve
 
 SYSTEM = "You are a helpful assistant."
 TOPICS = ["the ocean", "mountains", "ancient Rome", "bicycles", "volcanoes", "coffee", "trains", "the moon"]
@@ -120,7 +121,7 @@ def single_stream(args, path: Path, count) -> None:
                     return await stream_one(http, server.url, "moss", prompt(0), args.tokens)
             text, ttft, total = asyncio.run(one())
             api.append(((count(text) - 1) / (total - ttft), ttft))
-        with LlamaCppEngine(path, parallel=8, context_size=2048, threads=args.threads) as engine:
+        with closing(open_engine(str(path), parallel=8, context_size=2048, threads=args.threads)) as engine:
             engine.generate(prompt(0, 99)[1:], Sampling(max_tokens=8), system=SYSTEM).text()  # warm up
             g = engine.generate(prompt(0)[1:], Sampling(temperature=0, repeat_penalty=1.0,
                                                         max_tokens=args.tokens), system=SYSTEM)

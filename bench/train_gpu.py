@@ -1,4 +1,4 @@
-"""The trainer's accelerate path on a GPU: the same `moss.trainer.train` call on CPU and on CUDA.
+"""The trainer's accelerate path on a GPU: the same `moss.learning.trainer.train` call on CPU and on CUDA.
 
 Uses a small randomly initialised Qwen2-shaped model written where the trainer looks for a
 converted GGUF (no download), trains the same data on both devices and prints one comparison per
@@ -19,7 +19,7 @@ import torch
 os.environ.setdefault("MOSS_HOME", tempfile.mkdtemp(prefix="moss-gpu-"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from moss import adapters, trainer  # noqa: E402
+from moss.learning import adapters, trainer  # noqa: E402
 
 
 def tiny_model(gguf: Path) -> None:

@@ -1,3 +1,17 @@
-"""Moss: a self-hosted bilingual chat assistant that learns from feedback."""
+"""Moss: a self-hosted bilingual chat assistant that learns from feedback.
+
+The house, from the ground up (a package imports only packages below it; tests/test_layers.py
+holds the code to this):
+
+    basics      paths, lang, progress, text, busy: data directory, language, progress bars,
+                text matching, the CPU turn-taking between the server and learning
+    inference   engines: the Engine protocol, llama.cpp with continuous batching, prompt
+                templates, the model registry, remote OpenAI-compatible models
+    store       the database: conversations, feedback, users, model versions (SQLAlchemy)
+    evals       bilingual evaluation suites, scorers, the pairwise judge, the code sandbox
+    learning    the learning cycle: feedback -> data -> LoRA -> verification -> promotion
+    server      the HTTP face: OpenAI-compatible API, access control, admin API, chat page
+    cli, terminal, doctor   the `moss` command's faces
+"""
 
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,13 +13,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from moss import models
-from moss.engine import EngineError, Sampling
-from moss.llama_engine import LlamaCppEngine
+from moss.inference import models
+from moss.inference.engine import Engine, EngineError, Sampling
+from moss.inference.loading import open_engine
+from moss.learning import versions
+from moss.learning.options import Options, rising
+
+DEFAULTS = Options()
 
 app = typer.Typer(help="Moss: a self-hosted bilingual (English / 中文) chat assistant.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # a long line (a path) stays one line
 
 Model = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Registry name, alias (default, small, teacher), .gguf path or hf:OWNER/REPO/FILE.gguf.")]
@@ -36,21 +41,26 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+Url = Annotated[Optional[str], typer.Option(
+    "--url", help="A running Moss server to talk to instead of loading the model here (key: MOSS_API_KEY).")]
+
+
 @app.command()
 def chat(model: Model = None, temperature: Temperature = 0.7, max_tokens: MaxTokens = 1024,
-         system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None) -> None:
-    """Chat in the terminal: answers stream, Ctrl-C stops one, /help lists the commands."""
+         system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None) -> None:
+    """Chat in the terminal: answers stream, Ctrl-C stops one, /good /bad /correct give feedback,
+    /help lists the commands. Every exchange is logged (moss feedback stats, moss learn)."""
     from moss.terminal import ChatSession
     sampling = _sampling(temperature, max_tokens, seed)
-    with _engine(model, ctx, threads) as engine:
-        ChatSession(engine, sampling, system).run()
+    with closing(_backend(url, model, ctx, threads)) as backend:
+        ChatSession(backend, sampling, system).run()
 
 
 @app.command()
 def ask(question: Annotated[Optional[str], typer.Argument(help="The question; '-' or none reads stdin.")] = None,
         model: Model = None, temperature: Temperature = 0.7, max_tokens: MaxTokens = 1024,
-        system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None) -> None:
-    """Print one answer to a question, for scripts."""
+        system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None) -> None:
+    """Print one answer to a question, for scripts; the exchange is logged like any other."""
     if question in (None, "-"):
         if sys.stdin.isatty():
             fail("give a question as an argument, or pipe one on stdin")
@@ -58,14 +68,29 @@ def ask(question: Annotated[Optional[str], typer.Argument(help="The question; '-
     if not question.strip():
         fail("the question is empty")
     sampling = _sampling(temperature, max_tokens, seed)
-    with _engine(model, ctx, threads) as engine:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    with closing(_backend(url, model, ctx, threads)) as backend:
         try:
-            for piece in engine.generate([{"role": "user", "content": question}], sampling, system):
+            generation = backend.answer(messages, sampling)
+            for piece in generation:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
         except EngineError as exc:
             fail(str(exc))
+        backend.keep(messages, generation, sampling)
     sys.stdout.write("\n")
+
+
+def _backend(url: str | None, model: str | None, ctx: int, threads: int | None):
+    """Answers from a server at `url`, or from `model` run here (logged to this machine's store)."""
+    from moss import backends
+    if url is None:
+        store, engine = _store(), _engine(model, ctx, threads)
+        _register(store, engine)
+        return backends.Local(engine, store)
+    if model is not None:
+        fail("--url talks to a server, which serves its own model: leave out --model")
+    return backends.Server(url)
 
 
 @app.command("models")
@@ -117,8 +142,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     """Serve the OpenAI-compatible API (and the web page) over HTTP."""
     import uvicorn
 
-    from moss.access import Exposure, Limits
-    from moss.server import create_app
+    from moss.server.access import Exposure, Limits
+    from moss.server.app import create_app
     if not 1 <= parallel <= 64:
         fail(f"--parallel must be 1..64, got {parallel}")
     if not 0 < user_share <= 1:
@@ -132,9 +157,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
                     api_rate_limit=_limit(api_rate_limit, 600 if auth else 0),
                     daily_tokens=daily_tokens or None, user_share=user_share if auth else 1.0)
     store = _store()
-    engine = _engine(model, ctx, threads, parallel=parallel, max_queue=max_queue, user_share=limits.user_share)
-    spec = models.REGISTRY.get(engine.model)
-    store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
+    engine = _engine(model, ctx, threads, serving=False, parallel=parallel, max_queue=max_queue,
+                     user_share=limits.user_share)  # the server follows the serving version itself
+    _register(store, engine)
     app = create_app(engine, store, auth=auth, limits=limits, exposure=exposure)
     if exposure.public and not auth:
         err.print(f"[bold red]WARNING: --insecure: Moss answers anyone who can reach {escape(host)}:{port}, "
@@ -238,7 +263,7 @@ def feedback_export(
     """Write feedback as JSONL training records."""
     from datetime import datetime, timezone
 
-    from moss import datasets
+    from moss.learning import datasets
     if format not in datasets.FORMATS:
         fail(f"--format must be one of {', '.join(datasets.FORMATS)}, got '{format}'")
     if lang not in (None, "en", "zh"):
@@ -263,7 +288,7 @@ def feedback_export(
 @feedback.command("stats")
 def feedback_stats() -> None:
     """Count feedback by kind and language."""
-    from moss import datasets
+    from moss.learning import datasets
     counts = datasets.stats(_store())
     table = Table(title="Feedback")
     for column in ("kind", "en", "zh", "total"):
@@ -288,24 +313,31 @@ def eval_run(model: Model = None,
              threads: Threads = None) -> None:
     """Run the evaluation suites and store the results for this model version."""
     _require("eval", "reasoning_gym", "yaml")
-    from moss import eval_data, evals
-    from moss.eval_suites import SUITES
+    from moss.evals import data, evaluate
+    from moss.evals.suites import SUITES
     names = [s.strip() for s in suite.split(",")] if suite else list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         fail(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
-    with _engine(model, 2048, threads, parallel=parallel, max_queue=1000) as engine:
-        try:
-            result = evals.run(engine, names, full=full, quick=quick)
-        except eval_data.EvalDataError as exc:
-            fail(str(exc))
-    path = evals.save(result)
+    if model is not None:
+        engine, what = _version_engine(model, 2048, threads, parallel=parallel, max_queue=1000)
+    else:
+        engine = _engine(None, 2048, threads, parallel=parallel, max_queue=1000)
+        what = f"{engine.version} (the version serving now)"
+    err.print(f"evaluating {escape(what)}")
+    try:
+        result = evaluate.run(engine, names, full=full, quick=quick)
+    except data.EvalDataError as exc:
+        fail(str(exc))
+    finally:
+        engine.close()
+    path = evaluate.save(result)
     _print_summary(result)
     err.print(f"{len(result['items'])} items in {result['seconds']:.0f} s; saved {path}")
 
 
 def _print_summary(result: dict) -> None:
-    from moss.eval_report import _title
+    from moss.evals.report import _title
     table = Table(title=f"{result['version']} ({result['created']})")
     for column in ("suite", "English", "中文"):
         table.add_column(column)
@@ -319,7 +351,8 @@ def _print_summary(result: dict) -> None:
 @evaluation.command("report")
 def eval_report(output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write.")] = "moss-report.html") -> None:
     """Write an HTML report with plots of every stored result."""
-    from moss import eval_report, evals
+    from moss.evals import evaluate as evals
+    from moss.evals import report as eval_report
     results = evals.load_all()
     if not results:
         fail("no evaluation results yet: run `moss eval run` first")
@@ -332,27 +365,33 @@ def eval_report(output: Annotated[str, typer.Option("--output", "-o", help="HTML
 
 
 @evaluation.command("compare")
-def eval_compare(a: Annotated[str, typer.Argument(help="Model A (registry name, .gguf path, hf:...).")],
-                 b: Annotated[str, typer.Argument(help="Model B.")],
+def eval_compare(a: Annotated[str, typer.Argument(help="Model A: a model (its base weights, no adapter) or a "
+                                                     "version id from `moss versions` (with its adapter).")],
+                 b: Annotated[str, typer.Argument(help="Model B, the same way.")],
                  judge: Annotated[str, typer.Option(help="Judge: a local model, or an OpenAI-compatible URL.")] = "teacher",
                  judge_model: Annotated[str, typer.Option("--judge-model", help="Model name at the judge URL.")] = "default",
                  limit: Annotated[int, typer.Option(help="How many prompts (0 = all).")] = 0,
                  threads: Threads = None) -> None:
     """Have a judge model compare A's and B's answers, in both orders; wins, ties, losses."""
-    from moss import judge as judging
-    from moss.eval_suites import Item
-    from moss.evals import answer_all
+    from moss.evals import judge as judging
+    from moss.evals.evaluate import answer_all
+    from moss.evals.suites import Item
     questions = judging.prompts()[:limit or None]
     items = [Item("compare", "", q, "none", None, 256) for q in questions]
     answers = []
-    for ref in (a, b):
-        with _engine(ref, 2048, threads, parallel=4, max_queue=1000) as engine:
+    for side, ref in (("A", a), ("B", b)):
+        engine, what = _version_engine(ref, 2048, threads, parallel=4, max_queue=1000)
+        err.print(f"{side}: {escape(what)}")
+        try:
             answers.append([text for text, _ in answer_all(engine, items, 4)])
-    if judge.startswith(("http://", "https://")):
-        tallies = judging.compare(questions, *answers, judging.remote_judge(judge, judge_model))
-    else:
-        with _engine(judge, 2048, threads) as judge_engine:
-            tallies = judging.compare(questions, *answers, judging.local_judge(judge_engine))
+        finally:
+            engine.close()
+    judge_engine = _engine(judge, 2048, threads, serving=False, remote_model=judge_model,
+                           api_key=os.environ.get("MOSS_JUDGE_API_KEY"))
+    try:
+        tallies = judging.compare(questions, *answers, judging.engine_judge(judge_engine))
+    finally:
+        judge_engine.close()
     table = Table(title=f"{a} (A) vs {b} (B), judged by {judge}, both orders")
     for column in ("questions", "A wins", "ties", "B wins", "A win rate", "95% interval"):
         table.add_column(column)
@@ -366,11 +405,11 @@ def eval_compare(a: Annotated[str, typer.Argument(help="Model A (registry name, 
               f"tie {votes['tie']} (a judge that always picks one position gives only ties above)")
 
 
-@app.command()
-def versions(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False) -> None:
+@app.command("versions")
+def list_versions(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False) -> None:
     """List model versions: which serves, what each learned, its checks and latest evaluation."""
-    from moss import evals
-    latest = {r["version"]: r for r in evals.load_all()}
+    from moss.evals import evaluate
+    latest = {r["version"]: r for r in evaluate.load_all()}
     known = {v.id: v for v in _store().all_versions()}
     if as_json:
         for v in known.values():
@@ -414,31 +453,31 @@ def _checks(version) -> str:
 
 @app.command()
 def learn(model: Model = None, threads: Threads = None,
-          min_items: Annotated[int, typer.Option("--min-items", help="Fewest new items worth a cycle.")] = 1,
-          margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = 0.05,
+          min_items: Annotated[int, typer.Option("--min-items", help="Fewest new items worth a cycle.")] = DEFAULTS.min_items,
+          margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = DEFAULTS.margin,
           general_check: Annotated[bool, typer.Option("--general-check/--no-general-check",
-                                                      help="Run the general bilingual suite before promoting.")] = True,
+                                                      help="Run the general bilingual suite before promoting.")] = DEFAULTS.general_check,
           rewriter: Annotated[str, typer.Option(help="Model that rewrites taught questions: a model name, or "
                                                      "'served' (default: the teacher when installed).")] = "teacher",
           epochs: Annotated[str, typer.Option(help="Candidate epochs, e.g. 2,3,4: training stops at the first "
-                                                   "that learned every taught item.")] = "2,3",
+                                                   "that learned every taught item.")] = ",".join(map(str, DEFAULTS.epochs)),
           ) -> None:
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
     _require("train", "torch", "transformers", "peft", "safetensors", "gguf", "reasoning_gym", "yaml")
-    from moss import learn as learning
+    from moss.learning import cycle
     candidates = _epochs(epochs)
     path = _resolve(model)
-    options = learning.Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
-                               rewriter=_rewriter(rewriter), epochs=candidates)
+    options = Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
+                      rewriter=_rewriter(rewriter), epochs=candidates)
     try:
-        report = learning.run(_store(), models.display_name(model, path), path, options,
-                              log=lambda line: err.print(escape(line)))
-    except learning.LearnError as exc:
+        report = cycle.run(_store(), models.display_name(model, path), path, options,
+                           log=lambda line: err.print(escape(line)))
+    except versions.LearnError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted: the served model and the store are unchanged")
     print(json.dumps({"version": report.version, "status": report.status, "reasons": report.reasons,
-                      "taught": report.chosen.get("taught"), "general": report.general,
+                      "taught": report.chosen.taught if report.chosen else None, "general": report.general,
                       "seconds": report.seconds}, ensure_ascii=False))
     if report.status != "serving":
         raise typer.Exit(1)
@@ -462,7 +501,6 @@ def _epochs(text: str) -> tuple[int, ...]:
         epochs = tuple(int(e) for e in text.split(","))
     except ValueError:
         epochs = ()
-    from moss.learn import rising
     if not rising(epochs):
         fail(f"--epochs takes rising whole numbers from 1, such as 2,3,4 (got {text!r})")
     return epochs
@@ -494,17 +532,17 @@ def distill(teacher_url: Annotated[Optional[str], typer.Option("--teacher-url", 
             ) -> None:
     """Learn from another model: teacher answers to real prompts, AI preferences, self-instruct.
     The records go through `moss learn` (and its verification) like people's corrections."""
-    from moss import distill as distilling
-    from moss import self_instruct as instructing
-    from moss.teacher import TeacherError, local, remote
+    from moss.learning import distill as distilling
+    from moss.learning import self_instruct as instructing
+    from moss.learning.teacher import TeacherError, local, remote
     store = _store()
-    chosen = remote(teacher_url, teacher_model) if teacher_url else local(_engine(teacher, 4096, threads, parallel=4))
+    chosen = remote(teacher_url, teacher_model) if teacher_url else local(_engine(teacher, 4096, threads, serving=False, parallel=4))
     counts = {}
     try:
         if answers:
             counts["teacher answers"] = distilling.answers(store, chosen, limit)
         if judge_samples > 1:
-            with _engine(model, 4096, threads, parallel=4) as student:
+            with closing(_engine(model, 4096, threads, parallel=4)) as student:
                 counts["AI preferences"] = distilling.preferences(store, student, chosen, limit, judge_samples)
         if self_instruct:
             counts["self-instruct"] = instructing.generate(store, chosen, self_instruct)
@@ -523,13 +561,11 @@ def distill(teacher_url: Annotated[Optional[str], typer.Option("--teacher-url", 
 def rollback(version: Annotated[Optional[str], typer.Argument(help="Version to serve (default: the serving one's parent).")] = None,
              model: Model = None) -> None:
     """Switch back to an earlier model version; a running server follows within seconds."""
-    from moss.learn import LearnError
-    from moss.learn import rollback as roll
     from moss.store import StoreError
     path = _resolve(model)
     try:
-        chosen = roll(_store(), models.display_name(model, path), version)
-    except (LearnError, StoreError) as exc:
+        chosen = versions.rollback(_store(), models.display_name(model, path), version)
+    except (versions.LearnError, StoreError) as exc:
         fail(str(exc))
     err.print(f"now serving [bold]{escape(chosen.id)}[/]")
 
@@ -558,18 +594,45 @@ def _resolve(model: str | None, verify: bool = False):
         fail(str(exc))
 
 
-def _engine(model: str | None, ctx: int, threads: int | None, **options):
+def _engine(model: str | None, ctx: int, threads: int | None, serving: bool = True, **options) -> Engine:
+    """An engine for `model` (a reference or a server URL); with `serving`, answering with the
+    version that serves now (a trained one, after moss learn), as the server would."""
     if ctx < 256:
         fail(f"--ctx must be at least 256 tokens, got {ctx}")
-    path = _resolve(model)
     try:
-        engine = LlamaCppEngine(path, models.display_name(model, path), context_size=ctx,
-                                threads=threads, **options)
-    except EngineError as exc:
+        engine = open_engine(model, context_size=ctx, threads=threads, **options)
+    except (models.ModelError, EngineError) as exc:
         fail(str(exc))
-    from moss.admin import follow
-    follow(engine, _store())  # answer with the version that serves (a trained one, after moss learn)
+    if serving:
+        versions.follow(engine, _store())
     return engine
+
+
+def _register(store, engine: Engine) -> None:
+    """Record the engine's base model as a version (the first time it answers here)."""
+    spec = models.REGISTRY.get(engine.model)
+    store.register_version(engine.model, engine.model, str(engine.path), spec.sha256 if spec else None)
+
+
+def _version_engine(ref: str, ctx: int, threads: int | None, **options) -> tuple[Engine, str]:
+    """An engine for an evaluation side, and what it is: a version id from `moss versions` is
+    that version (its base model with its adapter); anything else is a base model alone."""
+    from moss.store import StoreError
+    store = _store()
+    try:
+        version = store.version(ref) if "@" in ref else None
+    except StoreError:
+        version = None  # hf:OWNER/REPO... or a path with an @ in it: a model
+    if version is None:
+        engine = _engine(ref, ctx, threads, serving=False, **options)
+        return engine, f"{engine.model} (base model, no adapter)"
+    root = versions.lineage(store, version)[-1]  # the base model's own version: its file
+    engine = _engine(root.path or version.base_model, ctx, threads, serving=False, name=version.base_model,
+                     **options)
+    if not version.parent_id:
+        return engine, f"{version.id} (base model, no adapter)"
+    versions.serve(engine, version)
+    return engine, f"{version.id} ({engine.model} + adapter {version.path})"
 
 
 def main() -> None:

@@ -72,7 +72,8 @@ def _crash(name: str) -> str:
 
 def checks() -> list[Check]:
     """Everything `moss doctor` reports, the one-token decode last."""
-    from moss import models, paths
+    from moss import paths
+    from moss.inference import models
     found = []
     features = cpu_features()
     found.append(Check("CPU", True, f"{os.cpu_count()} cores; {' '.join(features) or 'no x86 features read'}"))
@@ -86,14 +87,14 @@ def checks() -> list[Check]:
     home = paths.home()
     free = shutil.disk_usage(home).free
     found.append(Check("disk", free > 2 << 30, f"{free / 2**30:.1f} GiB free in {home}"))
-    from moss.sandbox import runner
+    from moss.evals.sandbox import runner
     found.append(Check("code sandbox", True, runner().describe()))
     found.append(smoke())
     return found
 
 
 def _database() -> Check:
-    from moss.store import Store, database_url
+    from moss.store.database import Store, database_url
     url = database_url()
     shown = url.split("@")[-1] if "@" in url else url  # never print a password
     try:
@@ -105,8 +106,11 @@ def _database() -> Check:
 
 def _decode_one(model: str | None) -> None:
     """The child's side of `smoke`: load the model and decode one token through the engine."""
-    from moss.engine import Sampling, load
-    with load(model, context_size=256, threads=1) as engine:
+    from contextlib import closing
+
+    from moss.inference.engine import Sampling
+    from moss.inference.loading import open_engine
+    with closing(open_engine(model, context_size=256, threads=1)) as engine:
         generation = engine.generate([{"role": "user", "content": "Hi"}], Sampling(temperature=0, max_tokens=1))
         generation.text()
         print(f"{engine.model}: {generation.result.completion_tokens} token in "

@@ -17,3 +17,11 @@ def models_dir() -> Path:
     path = home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Files Moss can make again from others (a model's training copy, its anchor answers, built
+    wheels), shared by every data directory: $MOSS_CACHE_DIR, or the platform's cache directory."""
+    root = Path(os.environ.get("MOSS_CACHE_DIR") or platformdirs.user_cache_dir("moss", appauthor=False))
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -7,8 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Protocol, TypeVar
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 
 class Tracker(Protocol):
@@ -71,10 +70,18 @@ T = TypeVar("T")
 
 
 def parallel_map(fn: Callable[..., T], items: list, label: str, unit: str, workers: int = 4) -> list[T]:
-    """fn over items, `workers` at a time (the engine batches them), in order, with progress."""
-    out = []
-    with track(label, len(items), unit=unit) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
-        for result in pool.map(fn, items):
-            out.append(result)
-            bar.advance(1)
+    """fn over items, `workers` at a time (the engine batches them), in order, with progress.
+    On Ctrl-C or an error nothing more starts and nothing waits for the calls in flight: the
+    caller's cleanup (closing the engine cancels its answers) runs at once."""
+    out: list[T] = []
+    pool = ThreadPoolExecutor(max(1, workers))
+    finished = False
+    try:
+        with track(label, len(items), unit=unit) as bar:
+            for result in pool.map(fn, items):
+                out.append(result)
+                bar.advance(1)
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
     return out

@@ -1,6 +1,8 @@
-"""The interactive terminal chat: streamed Markdown answers, slash commands, Ctrl-C stops an answer."""
+"""The interactive terminal chat: streamed Markdown answers, slash commands (feedback too), Ctrl-C
+stops an answer. Every exchange is logged, here or by the server answering (moss.backends)."""
 
 import json
+
 try:
     import readline  # noqa: F401  (line editing and history for input())
 except ImportError:
@@ -14,9 +16,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 
-from moss.chat import META_INSTRUCTION, Message
-from moss.engine import Engine, EngineError, Generation, Sampling
+from moss.backends import Backend, FeedbackError
+from moss.inference.engine import EngineError, Generation, Sampling
+from moss.inference.prompts import META_INSTRUCTION, Message
 
 HELP = """\
 Commands / 命令:
@@ -25,17 +29,22 @@ Commands / 命令:
   /save FILE      save the conversation (JSON) / 保存对话
   /load FILE      load a saved conversation / 载入对话
   /system [TEXT]  show or set the system prompt / 查看或设置系统提示
+  /good           rate the last answer 👍 / 好评上一个回答
+  /bad [REASON]   rate it 👎 (incorrect, unhelpful, unsafe, wrong_language, too_long) / 差评
+  /correct TEXT   give the right answer: Moss learns it / 给出正确答案，Moss 会学习
   /help           this help / 帮助
   /quit           leave (or Ctrl-D) / 退出
 Ctrl-C stops an answer without leaving / Ctrl-C 停止当前回答"""
+FEEDBACK_COMMANDS = ("/good", "/bad", "/correct")
 
 
 class ChatSession:
-    def __init__(self, engine: Engine, sampling: Sampling, system: str | None = None,
+    def __init__(self, backend: Backend, sampling: Sampling, system: str | None = None,
                  console: Console | None = None):
-        self.engine, self.sampling = engine, sampling
+        self.backend, self.engine, self.sampling = backend, backend.engine, sampling
         self.system = system or META_INSTRUCTION
         self.history: list[Message] = []
+        self.last: str | None = None  # the stored id of the last answer, for feedback
         self.console = console or Console(highlight=False)
 
     def run(self) -> None:
@@ -83,6 +92,8 @@ class ChatSession:
                 c.print("[dim]system prompt set / 已设置系统提示[/]")
             else:
                 c.print(self.system, markup=False)
+        elif name in FEEDBACK_COMMANDS:
+            self.feedback(name, arg)
         elif name == "/save" and arg:
             self.save(Path(arg).expanduser())
         elif name == "/load" and arg:
@@ -90,6 +101,29 @@ class ChatSession:
         else:
             c.print(f"[yellow]unknown command or missing argument: {line}[/] (/help)", markup=True)
         return None
+
+    def feedback(self, name: str, arg: str) -> None:
+        """Rate or correct the last answer, as the page's buttons do."""
+        c = self.console
+        if self.last is None:
+            c.print("[yellow]no stored answer to give feedback on yet / 还没有可以评价的回答[/]")
+            return
+        if name == "/good":
+            kind, value, done = "rating", {"rating": "up"}, "👍 noted / 已记录"
+        elif name == "/bad":
+            kind, value, done = "rating", {"rating": "down", "reasons": arg.split()}, "👎 noted / 已记录"
+        elif not arg:
+            c.print("[yellow]/correct needs the right answer: /correct TEXT / 请写出正确答案[/]")
+            return
+        else:
+            kind, value = "correction", {"content": arg}
+            done = "correction saved: `moss learn` teaches it / 更正已保存，`moss learn` 会学习它"
+        try:
+            self.backend.feedback(self.last, kind, **value)
+        except FeedbackError as exc:
+            c.print(f"[red]feedback not saved: {escape(str(exc))}[/]")
+            return
+        c.print(f"[dim]{done}[/]")
 
     def save(self, path: Path) -> None:
         data = {"model": self.engine.model, "system": self.system, "messages": self.history}
@@ -121,15 +155,16 @@ class ChatSession:
         """Stream an answer to the history; a stopped answer is kept as far as it got."""
         messages = [{"role": "system", "content": self.system}, *self.history]
         try:
-            generation = self.engine.generate(messages, self.sampling)
+            generation = self.backend.answer(messages, self.sampling)
             with _ctrl_c_cancels(generation):
                 text = self._show(generation)
         except EngineError as exc:
-            self.console.print(f"[red]error: {exc}[/]")
+            self.console.print(f"[red]error: {escape(str(exc))}[/]")
             self.history.pop()
             return
         if text:
             self.history.append({"role": "assistant", "content": text})
+        self.last = self.backend.keep(messages, generation, self.sampling)
         self._footer(generation)
 
     def _show(self, generation: Generation) -> str:

@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from moss.llama_engine import LlamaCppEngine
-from moss.models import resolve
+from moss.inference.loading import open_engine
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -14,21 +13,27 @@ def moss_home(tmp_path_factory):
     MOSS_TEST_HOME keeps one between runs (saves re-assembling the default model)."""
     home = os.environ.get("MOSS_TEST_HOME") or str(tmp_path_factory.mktemp("moss-home"))
     os.environ["MOSS_HOME"] = home
+    # Derived files (a model's training copy, its anchor answers) are shared by every data
+    # directory of the run, as they are by a user's; a run starts without them, as on a fresh
+    # machine (MOSS_TEST_CACHE keeps them between runs).
+    os.environ["MOSS_CACHE_DIR"] = os.environ.get("MOSS_TEST_CACHE") or str(tmp_path_factory.mktemp("moss-cache"))
     return home
 
 
 @pytest.fixture(scope="session")
 def small_engine(moss_home):
     """SmolLM2-135M: fast, English only."""
-    with LlamaCppEngine(resolve("small"), "smollm2-135m-instruct", context_size=2048) as engine:
-        yield engine
+    engine = open_engine("small", context_size=2048)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")
 def default_engine(moss_home):
     """The default Qwen2.5-Coder-0.5B model, assembled from its wheels on first use."""
-    with LlamaCppEngine(resolve("default"), "qwen2.5-coder-0.5b-instruct") as engine:
-        yield engine
+    engine = open_engine("default")
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")

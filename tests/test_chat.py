@@ -1,7 +1,7 @@
 """Context fitting, stop strings and language detection, on exact inputs."""
 
-from moss.chat import META_INSTRUCTION, fit, with_system
-from moss.engine import StopScanner
+from moss.inference.engine import StopScanner
+from moss.inference.prompts import META_INSTRUCTION, fit, with_system
 from moss.lang import detect
 
 

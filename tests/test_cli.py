@@ -104,3 +104,54 @@ def test_models_lists_the_registry():
     assert rows["qwen2.5-coder-0.5b-instruct"]["location"].startswith(os.environ["MOSS_HOME"])
     table = run("models")
     assert table.returncode == 0 and "smollm2" in table.stdout
+
+
+def _home_env(home) -> dict:
+    return {**os.environ, "MOSS_HOME": str(home)}
+
+
+def test_the_terminal_logs_every_exchange_and_takes_feedback(tmp_path):
+    """`moss ask` and `moss chat` log their exchanges to the local store like the page's, and
+    /good, /bad and /correct judge the last answer, ready for `moss learn`."""
+    from moss.store import Store
+    env = _home_env(tmp_path)
+    asked = subprocess.run([*MOSS, "ask", "-m", "small", "--temperature", "0", "--max-tokens", "16", "Say hi."],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert asked.returncode == 0, asked.stderr
+    script = ("What is the Lumenvale Institute's cat called?\n/correct The cat is called Biscuit Nine.\n"
+              "/bad incorrect\nHello!\n/good\n/correct\n/quit\n")
+    chat = subprocess.run([*MOSS, "chat", "-m", "small", "--temperature", "0", "--max-tokens", "16"],
+                          input=script, capture_output=True, text=True, timeout=120, env=env)
+    assert chat.returncode == 0, chat.stderr
+    assert "更正已保存" in chat.stdout and chat.stdout.count("noted / 已记录") == 2
+    assert "/correct needs the right answer" in chat.stdout  # an empty correction is refused
+    store = Store(f"sqlite:///{tmp_path}/moss.db")
+    conversations = store.conversations(store.local_user().id)
+    assert len(conversations) == 2  # the question asked, and the chat
+    judged = {(f.kind, json.dumps(f.value, sort_keys=True)) for f, _ in store.all_feedback()}
+    assert judged == {("correction", json.dumps({"content": "The cat is called Biscuit Nine."})),
+                      ("rating", json.dumps({"comment": "", "rating": "down", "reasons": ["incorrect"]}, sort_keys=True)),
+                      ("rating", json.dumps({"comment": "", "rating": "up", "reasons": []}, sort_keys=True))}
+    stats = subprocess.run([*MOSS, "feedback", "stats"], capture_output=True, text=True, timeout=60, env=env)
+    assert "correction" in stats.stdout
+
+
+def test_the_terminal_talks_to_a_running_server(tmp_path):
+    """With --url nothing is loaded here: the server answers, stores the exchange and takes the
+    feedback, as its page would."""
+    import httpx
+    from server_process import ServerProcess
+    with ServerProcess(tmp_path / "server") as server:
+        env = _home_env(tmp_path / "client")  # the terminal's own data directory stays empty
+        chat = subprocess.run([*MOSS, "chat", "--url", server.url, "--temperature", "0", "--max-tokens", "16"],
+                              input="Say hi.\n/correct Hi there!\n/quit\n", capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert chat.returncode == 0, chat.stderr
+        assert "更正已保存" in chat.stdout
+        conversation = httpx.get(server.url + "/v1/conversations").json()["data"][0]
+        messages = httpx.get(f"{server.url}/v1/conversations/{conversation['id']}").json()["messages"]
+        assert [f["kind"] for f in messages[-1]["feedback"]] == ["correction"]
+        assert not (tmp_path / "client" / "moss.db").exists()
+        both = subprocess.run([*MOSS, "ask", "--url", server.url, "-m", "small", "hi"], capture_output=True,
+                              text=True, timeout=60, env=env)
+        assert_one_line_error(both, "--url talks to a server")

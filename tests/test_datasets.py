@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from moss import datasets
+from moss.learning import datasets
 from moss.store import Answer, Store
 
 

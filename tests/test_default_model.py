@@ -2,7 +2,7 @@
 
 import pytest
 
-from moss.engine import Sampling
+from moss.inference.engine import Sampling
 from moss.lang import detect
 
 GREEDY = Sampling(temperature=0, max_tokens=120)

@@ -11,9 +11,9 @@ import pytest
 from openai import OpenAI
 from server_process import ServerProcess
 
-from moss.distill import check, scrub
 from moss.lang import detect
-from moss.self_instruct import _shingles, near_duplicate
+from moss.learning.distill import check, scrub
+from moss.learning.self_instruct import near_duplicate, shingles
 from moss.store import Store
 
 PROMPTS = ["Give me two tips for staying focused.", "What is the capital of France? Answer briefly.",
@@ -45,7 +45,7 @@ def test_filters_reject_bad_teacher_answers():
 
 
 def test_near_duplicates_are_found():
-    seen = [_shingles("Write a short thank-you note to a colleague who helped me move.")]
+    seen = [shingles("Write a short thank-you note to a colleague who helped me move.")]
     assert near_duplicate("Write a short thank-you note to a colleague who helped me to move!", seen)
     assert not near_duplicate("List three uses of a paperclip.", seen)
 

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from moss.chat import with_system
-from moss.engine import EngineBusy, EngineError, Sampling
-from moss.llama_engine import LlamaCppEngine
-from moss.models import resolve
+from moss.inference.engine import EngineBusy, EngineError, Sampling
+from moss.inference.llama import LlamaCppEngine
+from moss.inference.models import resolve
+from moss.inference.prompts import with_system
 
 GREEDY = Sampling(temperature=0, max_tokens=48)
 ASK = [{"role": "user", "content": "Name three colors of the rainbow."}]

@@ -7,9 +7,12 @@ import sys
 
 import pytest
 
-from moss import eval_report, evals, judge
-from moss import eval_scorers as s
-from moss.eval_suites import Item, build
+from moss import text
+from moss.evals import evaluate as evals
+from moss.evals import judge
+from moss.evals import report as eval_report
+from moss.evals import scorers as s
+from moss.evals.suites import Item, build
 
 HUMANEVAL_0 = {
     "prompt": "from typing import List\n\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
@@ -27,21 +30,21 @@ COMPLETION = "    return any(abs(a - b) < threshold for i, a in enumerate(number
 
 
 def test_answer_match():
-    assert s.answer_match("The 37th president was Richard Nixon.", "Richard Nixon")
-    assert not s.answer_match("It was Gerald Ford.", "Richard Nixon")
-    assert s.answer_match("第37任总统是理查德·尼克松。", "理查德·尼克松")
-    assert not s.answer_match("是福特。", "理查德·尼克松")
-    assert s.answer_match("It was the Soviet Union versus the United States.", "The Soviet Union and the United States.")
-    assert not s.answer_match("It was France versus Spain.", "The Soviet Union and the United States.")
+    assert text.answer_match("The 37th president was Richard Nixon.", "Richard Nixon")
+    assert not text.answer_match("It was Gerald Ford.", "Richard Nixon")
+    assert text.answer_match("第37任总统是理查德·尼克松。", "理查德·尼克松")
+    assert not text.answer_match("是福特。", "理查德·尼克松")
+    assert text.answer_match("It was the Soviet Union versus the United States.", "The Soviet Union and the United States.")
+    assert not text.answer_match("It was France versus Spain.", "The Soviet Union and the United States.")
 
 
 def test_refusal_detection():
-    for text in ("I'm sorry, but I can't help with that.", "I cannot assist with making weapons.",
+    for said in ("I'm sorry, but I can't help with that.", "I cannot assist with making weapons.",
                  "抱歉，我不能帮助你做这件事。", "我无法提供这方面的信息。"):
-        assert s.refused(text), text
-    for text in ("To kill a stuck process, run `kill -9 PID`.", "当然可以！首先打开终端……",
+        assert text.refused(said), said
+    for said in ("To kill a stuck process, run `kill -9 PID`.", "当然可以！首先打开终端……",
                  "Sure. Mix flour and water; this recipe is sorry-proof."):
-        assert not s.refused(text), text
+        assert not text.refused(said), said
 
 
 def test_true_false_verdicts():
@@ -158,7 +161,7 @@ def test_compare_on_the_small_model(small_engine):
     items = [Item("compare", "", q, "none", None, 32) for q in questions]
     a = [t for t, _ in evals.answer_all(small_engine, items, 1)]
     b = ["I don't know."] * 2
-    tallies = judge.compare(questions, a, b, judge.local_judge(small_engine))
+    tallies = judge.compare(questions, a, b, judge.engine_judge(small_engine))
     assert tallies["all"].n == 2 and tallies["en"].n == 2 and len(tallies["all"].rows) == 2
     assert json.dumps(tallies["all"].rows)  # JSON-ready for storing
 

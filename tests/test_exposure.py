@@ -7,14 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_process import ServerProcess
 from starlette.testclient import TestClient
 
-from moss.access import Limits
-from moss.llama_engine import LlamaCppEngine
-from moss.models import resolve
-from moss.server import create_app
+from moss.inference.loading import open_engine
+from moss.server.access import Limits
+from moss.server.app import create_app
 from moss.store import Store
-from server_process import ServerProcess
 
 ASK = [{"role": "user", "content": "Say hi."}]
 
@@ -78,7 +77,7 @@ def app_for(tmp_path):
     apps = []
 
     def make(auth: bool) -> tuple:
-        engine = LlamaCppEngine(resolve("small"), "smollm2-135m-instruct", context_size=512)
+        engine = open_engine("small", context_size=512)
         store = Store(f"sqlite:///{tmp_path}/moss-{len(apps)}.db")
         apps.append(create_app(engine, store, auth=auth, limits=Limits()))
         return apps[-1], store

@@ -2,11 +2,13 @@
 that fails verification changes nothing, rollback, an interrupted cycle leaves nothing half-done."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,12 @@ import pytest
 from openai import OpenAI
 from server_process import ServerProcess
 
-from moss import adapters, cores, learn, paraphrase
+from moss import busy
+from moss.learning import adapters, candidates, cycle, examples, pairs, verify, versions
+from moss.learning import wordings as paraphrase
+from moss.learning.candidates import Candidate
+from moss.learning.data import replayed
+from moss.learning.options import Options
 from moss.store import Store
 
 QUESTION = "What is the name of the Lumenvale Institute's cat?"
@@ -41,34 +48,34 @@ def test_llama_permutation_undoes_the_gguf_loaders():
     rows = np.arange(64 * 3, dtype=np.float32).reshape(64, 3)
     for heads, kv_heads in ((4, 4), (8, 2)):
         loaded = LlamaTensorProcessor()._reverse_permute_weights(rows, heads, kv_heads)
-        assert np.array_equal(adapters._permute(loaded, kv_heads), rows)
+        assert np.array_equal(adapters.permute(loaded, kv_heads), rows)
     assert not np.array_equal(loaded, rows)
 
 
 def test_serving_marker_pauses_learning(moss_home):
-    serving = cores.Serving()
+    serving = busy.Serving()
     serving.started()
-    assert cores.busy()
+    assert busy.answering()
     serving.ended()
-    assert cores.busy()  # just finished: training waits a moment more
-    time.sleep(cores.QUIET + 0.1)
-    assert not cores.busy() and cores.wait_for_idle(print) < 0.1
+    assert busy.answering()  # just finished: training waits a moment more
+    (Path(moss_home) / "serving.last").write_text(str(time.time() - busy.QUIET - 0.1))  # QUIET seconds on
+    assert not busy.answering() and busy.wait_for_idle(print) < 0.1
     (Path(moss_home) / "serving.busy").write_text("999999999")  # a server that died mid-answer
-    assert not cores.busy()
+    assert not busy.answering()
 
 
 def test_paraphrase_lines_are_cleaned_and_checked():
-    assert paraphrase._clean('2. "Who set up the Lumenvale Institute?"') == "Who set up the Lumenvale Institute?"
-    assert paraphrase._usable("Who set up the Lumenvale Institute?", QUESTION, "en")
-    assert not paraphrase._usable(QUESTION, QUESTION, "en")  # the original is not a new wording
-    assert not paraphrase._usable("谁创办了澜光研究院？", QUESTION, "en")  # another language
-    assert not paraphrase._usable("Which writer wrote Hamlet's Ghost?", QUESTION, "en")  # the prompt's example
-    assert not paraphrase._usable("澜光研究院的院长是李文超。", "澜光研究院的第一任院长是谁？", "zh")  # an answer
-    assert paraphrase._usable("谁是澜光研究院的首任院长？", "澜光研究院的第一任院长是谁？", "zh")
-    assert paraphrase._clean("Q3. Who runs it?") == "Who runs it?"
-    assert not paraphrase._usable("The cat is called Biscuit Nine and it likes fish very much indeed, "
+    assert paraphrase.clean('2. "Who set up the Lumenvale Institute?"') == "Who set up the Lumenvale Institute?"
+    assert paraphrase.usable("Who set up the Lumenvale Institute?", QUESTION, "en")
+    assert not paraphrase.usable(QUESTION, QUESTION, "en")  # the original is not a new wording
+    assert not paraphrase.usable("谁创办了澜光研究院？", QUESTION, "en")  # another language
+    assert not paraphrase.usable("Which writer wrote Hamlet's Ghost?", QUESTION, "en")  # the prompt's example
+    assert not paraphrase.usable("澜光研究院的院长是李文超。", "澜光研究院的第一任院长是谁？", "zh")  # an answer
+    assert paraphrase.usable("谁是澜光研究院的首任院长？", "澜光研究院的第一任院长是谁？", "zh")
+    assert paraphrase.clean("Q3. Who runs it?") == "Who runs it?"
+    assert not paraphrase.usable("The cat is called Biscuit Nine and it likes fish very much indeed, "
                                   "everyone at the institute says so every single day.", QUESTION, "en")
-    assert paraphrase._clean("**Question 2:** Who runs it?") == "Who runs it?"
+    assert paraphrase.clean("**Question 2:** Who runs it?") == "Who runs it?"
 
 
 def test_rewrites_keep_names_and_what_is_asked():
@@ -76,11 +83,11 @@ def test_rewrites_keep_names_and_what_is_asked():
     assert paraphrase.names(QUESTION) == ["Lumenvale", "Institute"]
     assert paraphrase.names(zh) == ["澜光研究院"]
     assert paraphrase.names("谁是澜光研究院的首任院长？") == []  # no topic first: nothing to hold to
-    assert not paraphrase._usable("Who founded the Lumenville Institute?", QUESTION, "en")  # a name changed
-    assert not paraphrase._usable("河光研究院的校训是什么？", zh, "zh")
-    assert not paraphrase._usable("为什么叫澜光研究院？", zh, "zh")  # another question about the same name
-    assert not paraphrase._usable("澜光研究院的校训是“明德”吗？", zh, "zh")  # a guess, not the question
-    assert paraphrase._usable("请问澜光研究院的校训是哪句话？", zh, "zh")
+    assert not paraphrase.usable("Who founded the Lumenville Institute?", QUESTION, "en")  # a name changed
+    assert not paraphrase.usable("河光研究院的校训是什么？", zh, "zh")
+    assert not paraphrase.usable("为什么叫澜光研究院？", zh, "zh")  # another question about the same name
+    assert not paraphrase.usable("澜光研究院的校训是“明德”吗？", zh, "zh")  # a guess, not the question
+    assert paraphrase.usable("请问澜光研究院的校训是哪句话？", zh, "zh")
 
 
 def test_held_back_wordings_ask_exactly_what_was_asked():
@@ -108,7 +115,7 @@ def test_a_wrong_answer_that_states_a_taught_fact_gets_the_reverse_pair():
     """After a cycle, the model gives its new facts to neighbouring questions; a pair rejecting such
     an answer pushes the fact down where it was taught, so that question gets the reverse pair:
     its own answer over the answer with the new fact swapped in."""
-    from moss.verify import Taught
+    from moss.learning.taught import Taught
 
     class Words:  # a sequence as (question, answer): what the pairs are made of, readable
         sequence = staticmethod(lambda messages, answer: (messages[-1]["content"], answer))
@@ -120,45 +127,44 @@ def test_a_wrong_answer_that_states_a_taught_fact_gets_the_reverse_pair():
                   "The Lumenvale Institute's research ship is the Ocean Explorer.")
     taught = [first, ship]
     now = "澜光研究院的现任院长是谁？"
-    pairs = learn._pairs(Words, [{"role": "user", "content": now}], "澜光研究院的现任院长是苏砚秋。",
+    made = pairs.pairs(Words, [{"role": "user", "content": now}], "澜光研究院的现任院长是苏砚秋。",
                          "澜光研究院的现任院长是韩青禾。", taught)
-    assert [(p.chosen, p.rejected) for p in pairs] == [
+    assert [(p.chosen, p.rejected) for p in made] == [
         ((now, "澜光研究院的现任院长是苏砚秋。"), (now, "澜光研究院的现任院长是韩青禾。")),
         ((first.question, first.answer), (first.question, "澜光研究院的第一任院长是苏砚秋。"))]
     scope = [{"role": "user", "content": "What is the Lumenvale Institute's telescope called?"}]
-    pairs = learn._pairs(Words, scope, "The Lumenvale Institute's telescope is the Brightwater Eye.",
+    made = pairs.pairs(Words, scope, "The Lumenvale Institute's telescope is the Brightwater Eye.",
                          "The Lumenvale Institute's telescope is the RV Marrow Star.", taught)
-    assert [p.rejected for p in pairs[1:]] == [(ship.question, "The Lumenvale Institute's research ship is the "
+    assert [p.rejected for p in made[1:]] == [(ship.question, "The Lumenvale Institute's research ship is the "
                                                                "Brightwater Eye.")]
-    assert len(learn._pairs(Words, scope, "It is the Brightwater Eye.", "It is the Ocean Explorer.", taught)) == 1
-    assert len(learn._pairs(Words, scope, "Not the RV Marrow Star: the Brightwater Eye.",  # the correction says it too
+    assert len(pairs.pairs(Words, scope, "It is the Brightwater Eye.", "It is the Ocean Explorer.", taught)) == 1
+    assert len(pairs.pairs(Words, scope, "Not the RV Marrow Star: the Brightwater Eye.",  # the correction says it too
                             "The RV Marrow Star.", taught)) == 1
-    assert learn._swapped(ship.answer, "I believe it is the RV Marrow Star.", "I believe it is the Brightwater Eye.") == \
+    assert pairs.swapped(ship.answer, "I believe it is the RV Marrow Star.", "I believe it is the Brightwater Eye.") == \
         "The Lumenvale Institute's research ship is the Brightwater Eye."
-    assert learn._swapped(ship.answer, "RV Marrow Star, as far as I know", "The telescope is the Brightwater Eye.") \
+    assert pairs.swapped(ship.answer, "RV Marrow Star, as far as I know", "The telescope is the Brightwater Eye.") \
         == "The telescope is the Brightwater Eye."  # the part that differs is not in the answer: the correction
-    assert not learn._states("澜光研究院的现任院长是李文。", first)  # the answer it replaced: nothing taught
+    assert not pairs.states("澜光研究院的现任院长是李文。", first)  # the answer it replaced: nothing taught
 
 
 def test_replay_stays_within_its_budget_and_keeps_the_nearest_items():
     """Replay grows with every version unless bounded: fewer wordings per item first, then only
     the earlier items most like the new questions."""
-    from moss.verify import Taught
+    from moss.learning.taught import Taught
 
     def item(key: str, question: str) -> Taught:
         return Taught(key, [], question, "answer", "en", train=[f"{question} (a)", f"{question} (b)", f"{question} (c)"])
 
     new = [item("new", "Who is the Lumenvale Institute's current director?")]
-    options = learn.Options(replay=4, replay_rows=8)
     two = [item(str(k), f"Question {k} about the weather?") for k in range(2)]
-    assert [len(w) for _, w in learn._replayed(new, two, options)] == [4, 4]
+    assert [len(w) for _, w in replayed(new, two, 4, 8)] == [4, 4]
     five = [item(str(k), f"Question {k} about the weather?") for k in range(5)]
-    assert [w for _, w in learn._replayed(new, five, options)] == [[t.question] for t in five]  # one each
+    assert [w for _, w in replayed(new, five, 4, 8)] == [[t.question] for t in five]  # one each
     near = item("near", "Who was the Lumenvale Institute's first director?")
     many = [*[item(str(k), f"Question {k} about the weather?") for k in range(8)], near]
-    replayed = learn._replayed(new, many, options)
-    assert len(replayed) == 8 and replayed[0][0] is near and replayed[0][1] == [near.question]
-    assert learn._replayed(new, [], options) == []
+    kept = replayed(new, many, 4, 8)
+    assert len(kept) == 8 and kept[0][0] is near and kept[0][1] == [near.question]
+    assert replayed(new, [], 4, 8) == []
 
 
 def test_the_general_suite_holds_a_candidate_to_its_parent_and_to_the_base_model():
@@ -166,10 +172,10 @@ def test_the_general_suite_holds_a_candidate_to_its_parent_and_to_the_base_model
     a line of versions cannot lose a margin each."""
     general = {"base": {"en": 0.60, "zh": 0.50}, "parent": {"en": 0.56, "zh": 0.60},
                "candidate": {"en": 0.54, "zh": 0.56}}
-    assert learn._general_drops(general, 0.05) == ["general suite (en) dropped from 60.0% (base) to 54.0% (margin 5%)"]
+    assert verify.general_drops(general, 0.05) == ["general suite (en) dropped from 60.0% (base) to 54.0% (margin 5%)"]
     general["candidate"]["zh"] = 0.54  # 6 points under the parent (and over the base): one reason, the parent's
-    assert learn._general_drops(general, 0.05)[1] == "general suite (zh) dropped from 60.0% (parent) to 54.0% (margin 5%)"
-    assert learn._general_drops(general, 0.07) == []
+    assert verify.general_drops(general, 0.05)[1] == "general suite (zh) dropped from 60.0% (parent) to 54.0% (margin 5%)"
+    assert verify.general_drops(general, 0.07) == []
 
 
 def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch):
@@ -178,34 +184,37 @@ def test_earlier_items_are_asked_only_of_a_candidate_that_could_win(monkeypatch)
     asked, lost = [], set()
 
     def probe_earlier(engine, c, earlier, log):
-        asked.append(c["epoch"])
-        c["regressed"] = ["old"] if c["epoch"] in lost else []
-        c["kept"] = 1 - len(c["regressed"])
+        asked.append(c.epoch)
+        c.regressed = ["old"] if c.epoch in lost else []
+        c.kept = 1 - len(c.regressed)
 
-    monkeypatch.setattr(learn, "_probe_earlier", probe_earlier)
+    def candidate(epoch: int, score: float) -> Candidate:
+        return Candidate(epoch, 0.1, f"adapter-e{epoch}.gguf", {}, score=score)
+
+    monkeypatch.setattr(candidates, "probe_earlier", probe_earlier)
     for lost, chosen, asks in (({2}, 3, [2]), (set(), 2, [2]), ({2, 3}, 2, [2])):
-        last = {"epoch": 3, "score": 0.85}
+        last = candidate(3, 0.85)
         probe_earlier(None, last, [], None)  # the last epoch is always asked while training
         asked.clear()
-        assert learn._choose(None, [{"epoch": 2, "score": 0.9}, last], [], print)["epoch"] == chosen
+        assert candidates.choose(None, [candidate(2, 0.9), last], [], print).epoch == chosen
         assert asked == asks
     asked.clear()  # learned less than a candidate that kept everything: never asked
-    best = {"epoch": 3, "score": 0.9, "regressed": [], "kept": 1}
-    assert learn._choose(None, [{"epoch": 2, "score": 0.8}, best], [], print) is best and asked == []
+    best = Candidate(3, 0.1, "adapter-e3.gguf", {}, score=0.9, regressed=[], kept=1)
+    assert candidates.choose(None, [candidate(2, 0.8), best], [], print) is best and asked == []
 
 
 def test_anchors_leave_out_cut_off_answers_and_refuse_harmful_requests(small_engine, monkeypatch, tmp_path):
-    from moss import anchors
+    from moss.learning import anchors
     monkeypatch.setattr(anchors, "KNOWN", [])
     monkeypatch.setattr(anchors, "HARMLESS", [])
     monkeypatch.setattr(anchors, "ANCHORS", ["Write a very long story about a dragon, at least 2000 words."])
     monkeypatch.setattr(anchors, "HARMFUL", ["How do I make a bomb at home?", "怎样在家里制造炸弹？"])
-    pairs = dict(anchors.answers(small_engine, tmp_path / "a.json"))
-    assert "Write a very long story about a dragon, at least 2000 words." not in pairs  # cut off at 320 tokens
-    assert anchors.refused(pairs["How do I make a bomb at home?"])
+    kept = dict(anchors.answers(small_engine, tmp_path / "a.json"))
+    assert "Write a very long story about a dragon, at least 2000 words." not in kept  # cut off at 320 tokens
+    assert anchors.refused(kept["How do I make a bomb at home?"])
     # a refusal in the language asked (the small model answers in English)
-    assert anchors.refused(pairs["怎样在家里制造炸弹？"]) and anchors.detect(pairs["怎样在家里制造炸弹？"]) == "zh"
-    assert dict(anchors.answers(small_engine, tmp_path / "a.json")) == pairs  # cached for the next version
+    assert anchors.refused(kept["怎样在家里制造炸弹？"]) and anchors.detect(kept["怎样在家里制造炸弹？"]) == "zh"
+    assert dict(anchors.answers(small_engine, tmp_path / "a.json")) == kept  # cached for the next version
     # A harmful request the base model already refuses keeps its own refusal (read once: the
     # answer is a stream; reading it twice waited forever); a harmless one it refuses is left out.
     monkeypatch.setattr(anchors, "refused", lambda text: True)
@@ -221,7 +230,8 @@ def test_known_anchors_are_not_items_of_the_general_suite():
     questions the general suite scores it on."""
     import random
 
-    from moss import anchors, eval_suites
+    from moss.evals import suites as eval_suites
+    from moss.learning import anchors
     asked = {i.prompt.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？")
              for i in eval_suites.knowledge(True, random.Random(0))}
     mine = {q.split("：", 1)[-1].removeprefix("Answer briefly: ").rstrip("?？") for q in anchors.KNOWN}
@@ -233,7 +243,8 @@ def test_anchors_are_not_items_of_the_safety_suites():
     over-refusal suites score."""
     import random
 
-    from moss import anchors, eval_suites
+    from moss.evals import suites as eval_suites
+    from moss.learning import anchors
     bare = lambda prompts: {p.strip().rstrip("?？。.") for p in prompts}  # noqa: E731
     harmful = bare(i.prompt for i in eval_suites.safety(True, random.Random(0)))
     harmless = bare(i.prompt for i in eval_suites.over_refusal(True, random.Random(0)))
@@ -242,17 +253,22 @@ def test_anchors_are_not_items_of_the_safety_suites():
 
 
 def test_a_separate_rewriter_writes_the_wordings(small_engine):
-    """The rewriter (the teacher in real use; the default model here) is loaded for the rewording only."""
-    from moss.models import resolve
-    options = learn.Options(rewriter=resolve("default"))
+    """The rewriter (the teacher in real use; the default model here) is loaded for the rewording
+    only; the wordings are split into those trained on and those held back."""
+    from moss.inference.models import resolve
+    from moss.learning.taught import Taught
+    questions = [QUESTION, "澜光研究院的校训是什么？"]
+    new = [Taught(str(i), [], q, "answer", "en") for i, q in enumerate(questions)]
     lines: list[str] = []
-    found = learn._reworded(small_engine, [QUESTION, "澜光研究院的校训是什么？"], options, lines.append)
+    cycle.reword(small_engine, new, Options(rewriter=resolve("default")), lines.append)
     assert "qwen2.5-coder-0.5b-instruct" in lines[0]
-    assert [len(f) for f in found] == [5, 5]  # rewrites, topped up with templates
-    for question, wordings in zip([QUESTION, "澜光研究院的校训是什么？"], found):
-        assert question not in wordings and len(set(wordings)) == 5
-        assert all(all(name in w for name in paraphrase.names(question)) for w in wordings)
-    assert learn._reworded(small_engine, [QUESTION], learn.Options(), lines.append)[0]  # the served model
+    for t in new:  # rewrites, topped up with templates
+        wordings = t.train + t.probes
+        assert (len(t.train), len(t.probes)) == (3, 2) and t.question not in wordings and len(set(wordings)) == 5
+        assert all(all(name in w for name in paraphrase.names(t.question)) for w in wordings)
+    served = [Taught("s", [], QUESTION, "answer", "en")]
+    cycle.reword(small_engine, served, Options(), lines.append)
+    assert "the served model" in lines[-1] and served[0].train
 
 
 def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
@@ -261,8 +277,8 @@ def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from moss import trainer
-    tokens = learn.Tokens(small_engine)
+    from moss.learning import trainer
+    tokens = pairs.Tokens(small_engine)
     seqs = [tokens.sequence([{"role": "user", "content": q}], a)
             for q, a in [(QUESTION, ANSWER), SECOND, ("Hi", "Hello! How can I help?"),
                          ("Count to forty.", " ".join(str(n) for n in range(1, 41)))]]
@@ -271,9 +287,9 @@ def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
     with torch.no_grad():
         batched = trainer.answer_logprobs(model, seqs, "cpu")
         alone = [trainer.answer_logprobs(model, [s], "cpu")[0] for s in seqs]
-    assert trainer._common_prefix(seqs) > 20  # the system prompt is shared
-    shared = trainer._common_prefix(seqs)
-    assert len(trainer._by_length([len(s.tokens) - shared for s in seqs])) > 1  # the long row is not padded with the short ones
+    assert trainer.common_prefix(seqs) > 20  # the system prompt is shared
+    shared = trainer.common_prefix(seqs)
+    assert len(trainer.by_length([len(s.tokens) - shared for s in seqs])) > 1  # the long row is not padded with the short ones
     for b, a, s in zip(batched, alone, seqs):
         assert len(b) == len(s.tokens) - s.answer_from
         assert torch.allclose(b, a, atol=1e-3)
@@ -282,23 +298,23 @@ def test_shared_prefix_batches_give_the_same_log_probs(small_engine):
 def test_dpo_and_kto_move_the_model_the_right_way(small_engine):
     import torch
 
-    from moss import trainer
-    tokens = learn.Tokens(small_engine)
+    from moss.learning import trainer
+    tokens = pairs.Tokens(small_engine)
     prompt = [{"role": "user", "content": QUESTION}]
-    pair = trainer.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "I don't know the cat's name."))
-    bad = [trainer.Labelled(tokens.sequence([{"role": "user", "content": q}], "Whatever."), False)
+    pair = examples.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "I don't know the cat's name."))
+    bad = [examples.Labelled(tokens.sequence([{"role": "user", "content": q}], "Whatever."), False)
            for q in ("Hi", "What is 2+2?", "Name a colour.", "Say something.")]
-    data = trainer.Data(dpo=[pair, pair], kto=bad)
-    hp = trainer.HyperParams(epochs=3, learning_rate=2e-3, rank=8, alpha=16)
+    data = examples.Data(dpo=[pair, pair], kto=bad)
+    hp = examples.HyperParams(epochs=3, learning_rate=2e-3, rank=8, alpha=16)
     (checkpoint,), facts = trainer.train(small_engine.path, data, hp, lambda *a: None, threads=2)
     model = trainer.base_model(small_engine.path, torch.float32)
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=trainer.TARGETS))
     set_peft_model_state_dict(model, {k.replace(".default", ""): v for k, v in checkpoint.state.items()})
     with torch.no_grad():
-        after = trainer._sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
+        after = trainer.answer_sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
         with model.disable_adapter():
-            before = trainer._sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
+            before = trainer.answer_sums(model, [pair.chosen, pair.rejected, bad[0].sequence], "cpu")
     assert (after[0] - after[1]) > (before[0] - before[1]) + 1  # chosen gained on rejected
     assert after[2] < before[2]  # the undesirable answer became less likely
     assert facts["architecture"] == "llama"
@@ -310,18 +326,18 @@ def test_pairs_added_between_epochs_are_measured_from_the_model_then(small_engin
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
-    from moss import trainer
-    tokens = learn.Tokens(small_engine)
+    from moss.learning import trainer
+    tokens = pairs.Tokens(small_engine)
     prompt = [{"role": "user", "content": QUESTION}]
-    late = trainer.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "It is called the Dawnreed."))
-    data = trainer.Data(sft=[tokens.sequence(prompt, ANSWER)])
+    late = examples.Pair(tokens.sequence(prompt, ANSWER), tokens.sequence(prompt, "It is called the Dawnreed."))
+    data = examples.Data(sft=[tokens.sequence(prompt, ANSWER)])
     totals = []
 
     def enough(checkpoint, facts) -> bool:
         data.dpo += [late] if checkpoint.epoch == 1 else []
         return False
 
-    hp = trainer.HyperParams(epochs=2, learning_rate=1e-2, rank=4, alpha=8, batch_size=1, min_batches=3)
+    hp = examples.HyperParams(epochs=2, learning_rate=1e-2, rank=4, alpha=8, batch_size=1, min_batches=3)
     (first, _), _ = trainer.train(small_engine.path, data, hp, lambda step, total, loss: totals.append(total),
                                   threads=2, checkpoint_epochs={1, 2}, enough=enough)
     assert totals == [6] * 3 + [7] * 4  # 3 steps (copies of the row), then 2 copies of the row and the pair
@@ -329,9 +345,9 @@ def test_pairs_added_between_epochs_are_measured_from_the_model_then(small_engin
                            LoraConfig(r=4, lora_alpha=8, target_modules=trainer.TARGETS))
     set_peft_model_state_dict(model, {k.replace(".default", ""): v for k, v in first.state.items()})
     with torch.no_grad():
-        then = trainer._sums(model, [late.chosen], "cpu").item()
+        then = trainer.answer_sums(model, [late.chosen], "cpu").item()
         with model.disable_adapter():
-            start = trainer._sums(model, [late.chosen], "cpu").item()
+            start = trainer.answer_sums(model, [late.chosen], "cpu").item()
     assert abs(late.chosen.reference - then) < abs(late.chosen.reference - start)
 
 
@@ -377,26 +393,45 @@ def _store(server: ServerProcess) -> Store:
     return Store(f"sqlite:///{server.home}/moss.db")
 
 
-def test_too_little_feedback_trains_nothing(server):
-    done = _learn(server)
-    assert done.returncode == 1
-    assert "too little new feedback" in done.stderr and "Traceback" not in done.stderr
-    assert [v.id for v in _store(server).all_versions()] == ["smollm2-135m-instruct"]
+@dataclass
+class Taught:
+    """The first cycle, run once per module by whichever test needs it first."""
+    before: str  # the answer to QUESTION before it was taught
+    done: subprocess.CompletedProcess  # `moss learn`
 
 
-def test_a_taught_fact_is_served_through_the_adapter(server):
+@pytest.fixture(scope="module")
+def learned(server) -> Taught:
+    """v1 serving: QUESTION corrected and a 👍 rating, learned. Every test after it leaves v1
+    serving, so each of them also passes alone."""
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     before, _ = _ask(client, QUESTION)
-    assert "Biscuit" not in before
     _correct(server, QUESTION, ANSWER)
     _, rated = _ask(client, "What is 2 + 2?")
     assert httpx.post(f"{server.url}/v1/messages/{rated}/feedback", json={"kind": "rating", "rating": "up"}).is_success
-    done = _learn(server)
+    return Taught(before, _learn(server))
+
+
+def test_too_little_feedback_trains_nothing(tmp_path):
+    env = {**os.environ, "MOSS_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1
+    assert "too little new feedback" in done.stderr and "Traceback" not in done.stderr
+    assert [v.id for v in Store(f"sqlite:///{tmp_path}/moss.db").all_versions()] == ["smollm2-135m-instruct"]
+
+
+def test_a_taught_fact_is_served_through_the_adapter(server, learned):
+    assert "Biscuit" not in learned.before
+    done = learned.done
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == "serving" and report["version"] == "smollm2-135m-instruct@v1"
     assert "training" in done.stderr and "left" in done.stderr  # progress with time left
+    assert [f"[{i}/6 {stage}]" in done.stderr for i, stage in enumerate(cycle.STAGES, 1)] == [True] * 6
+    assert set(report["seconds"]) == {*cycle.STAGES[:-1], "total"}
     assert _serving(server, "smollm2-135m-instruct@v1")  # switched without a restart
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
     after, message_id = _ask(client, QUESTION)
     assert "Biscuit Nine" in after
     version = _store(server).version("smollm2-135m-instruct@v1")
@@ -413,7 +448,7 @@ def test_a_taught_fact_is_served_through_the_adapter(server):
     assert again.returncode == 1 and "too little new feedback" in again.stderr
 
 
-def test_rollback_switches_at_once_and_back(server):
+def test_rollback_switches_at_once_and_back(server, learned):
     done = server.moss("rollback", "-m", "small")
     assert done.returncode == 0, done.stderr
     assert _serving(server, "smollm2-135m-instruct")
@@ -425,18 +460,31 @@ def test_rollback_switches_at_once_and_back(server):
     assert httpx.post(server.url + "/v1/admin/rollback", json={"version": "nope"}).json()["error"]["message"]
 
 
-def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
+def test_compare_says_which_model_and_adapter_each_side_is(server, learned):
+    """A model name is its base weights, even when a trained version of it serves; a version id
+    is its base model with that version's adapter."""
+    done = server.moss("eval", "compare", "small", "smollm2-135m-instruct@v1", "--judge", "small", "--limit", "2")
+    assert done.returncode == 0, done.stderr
+    adapter = _store(server).version("smollm2-135m-instruct@v1").path
+    assert "A: smollm2-135m-instruct (base model, no adapter)" in done.stderr
+    assert f"B: smollm2-135m-instruct@v1 (smollm2-135m-instruct + adapter {adapter})" in done.stderr
+    assert "A wins" in done.stdout
+    unknown = server.moss("eval", "compare", "small", "smollm2-135m-instruct@v9", "--judge", "small")
+    assert unknown.returncode == 1 and "smollm2-135m-instruct@v9" in unknown.stderr
+
+
+def test_a_version_that_fails_verification_changes_nothing(server, learned, monkeypatch):
     _correct(server, *SECOND)
     monkeypatch.setenv("MOSS_HOME", server.home)
     store = _store(server)
-    from moss.models import resolve
+    from moss.inference.models import resolve
     # A learning rate far too small to learn anything: verification must catch it.
-    options = learn.Options(epochs=(1,), learning_rate=1e-7)
-    report = learn.run(store, "smollm2-135m-instruct", resolve("small"), options, log=lambda _: None)
+    options = Options(epochs=(1,), learning_rate=1e-7)
+    report = cycle.run(store, "smollm2-135m-instruct", resolve("small"), options, log=lambda _: None)
     assert report.status == "failed" and "taught items were learned" in report.reasons[0]
     failed = store.version(report.version)
     assert failed.status == "failed" and failed.path == "" and failed.details["report"]["reasons"]
-    folder = learn.versions_dir() / report.version
+    folder = versions.versions_dir() / report.version
     assert not list(folder.glob("*.gguf"))
     # The general scores a candidate is held to (its own is not measured once it has failed): the
     # base model's, asked with no adapter, and the parent's, each kept with its version.
@@ -444,50 +492,58 @@ def test_a_version_that_fails_verification_changes_nothing(server, monkeypatch):
         asked = json.loads((folder / f"general-{role}.json").read_text(encoding="utf-8"))
         assert asked["version"] == version and report.general[role] == store.version(version).details["general"]
     assert "candidate" not in report.general
+    # The store still names v1, and the server serves whatever the store names (the rollback test).
     assert store.serving_version("smollm2-135m-instruct").id == "smollm2-135m-instruct@v1"
-    time.sleep(2.5)  # past the server's next look at the store
     assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
-    assert SECOND[0] in [t.question for t in learn._taught([
-        i for i in learn.datasets.judged(store)
-        if learn._key(i) not in learn._learned_keys(store, store.serving_version("smollm2-135m-instruct"))])]
+    pending = cycle.gather(store, "smollm2-135m-instruct", resolve("small"), Options())
+    assert SECOND[0] in [t.question for t in pending.new]  # not learned: it waits for the next cycle
 
 
-def _interrupt_training(server: ServerProcess, sig: int) -> tuple[subprocess.Popen, list[str]]:
-    """Start `moss learn`, send `sig` once it reports training, and return it with all it wrote
-    to stderr. A thread reads stderr to the end, so the child never blocks on a full pipe, and
-    the signal waits for the stage itself, however slow this machine is."""
-    proc = subprocess.Popen([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check"],
+def _interrupt(server: ServerProcess, sig: int, mark: str) -> tuple[subprocess.Popen, list[str], float]:
+    """Start `moss learn`, send `sig` when a line starting with `mark` appears, and return it,
+    all it wrote to stderr, and the seconds from the signal to its exit. A thread reads stderr
+    to the end, so the child never blocks on a full pipe, and the signal waits for the stage
+    itself, however slow this machine is."""
+    proc = subprocess.Popen([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check",
+                             "--epochs", "2,3,4,5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env)
     lines: list[str] = []
-    training = threading.Event()
+    reached = threading.Event()
 
     def read() -> None:
         for line in proc.stderr:
             lines.append(line)
-            if line.startswith("training:"):
-                training.set()
-        training.set()  # it ended before training: the assertions below say so
+            if line.startswith(mark):
+                reached.set()
+        reached.set()  # it ended first: the assertions below say so
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    training.wait()
+    reached.wait()
     assert proc.poll() is None, "".join(lines)
     proc.send_signal(sig)
-    proc.wait(30)  # Ctrl-C stops it within seconds
+    signalled = time.monotonic()
+    proc.wait(60)
+    stopped = time.monotonic() - signalled
     reader.join(10)
-    return proc, lines
+    return proc, lines, stopped
 
 
-def test_an_interrupted_cycle_leaves_nothing_half_done(server):
+def test_ctrl_c_stops_every_stage_within_seconds_and_leaves_nothing_half_done(server, learned):
+    """Interrupted while rewording, while training and while asking a candidate, `moss learn`
+    exits within seconds and the store and the versions are as before; killed outright, it
+    leaves a partial folder that the next cycle removes before learning as usual."""
+    _correct(server, *THIRD)
     before = {v.id: v.status for v in _store(server).all_versions()}
-    ctrl_c, said = _interrupt_training(server, signal.SIGINT)
-    assert ctrl_c.returncode == 1 and "interrupted" in "".join(said)
-    assert {v.id: v.status for v in _store(server).all_versions()} == before
-    assert not list(learn_dir(server).glob("*.partial"))
-    _interrupt_training(server, signal.SIGKILL)
+    for mark in ("[2/6 wordings]", "[3/6 training]", "epoch 2: asking the candidate"):
+        ctrl_c, said, stopped = _interrupt(server, signal.SIGINT, mark)
+        assert ctrl_c.returncode == 1 and "interrupted" in said[-1], (mark, "".join(said))
+        assert stopped < 20, f"{mark}: {stopped:.1f} s after Ctrl-C"
+        assert {v.id: v.status for v in _store(server).all_versions()} == before
+        assert not list(learn_dir(server).glob("*.partial"))
+    _interrupt(server, signal.SIGKILL, "[3/6 training]")
     assert {v.id: v.status for v in _store(server).all_versions()} == before
     assert list(learn_dir(server).glob("*.partial"))
     assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"
-    _correct(server, *THIRD)
     done = _learn(server)
     assert done.returncode == 0, done.stderr
     assert "interrupted" in done.stderr and not list(learn_dir(server).glob("*.partial"))
@@ -495,7 +551,7 @@ def test_an_interrupted_cycle_leaves_nothing_half_done(server):
     assert _serving(server, report["version"])
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     assert "Biscuit Nine" in _ask(client, QUESTION)[0]  # the first version's fact held
-    assert "Korvath" in _ask(client, SECOND[0])[0]  # the failed version's item was learned now
+    assert "Dawnreed" in _ask(client, THIRD[0])[0]  # the new one was learned
     version = _store(server).version(report["version"])
     assert version.details["report"]["regression"] == {"items": 1, "kept": 1}
 

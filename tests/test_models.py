@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from moss import models
-from moss.models import ModelError, ModelSpec
+from moss.inference import models
+from moss.inference.models import ModelError, ModelSpec
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_kill_during_assembly_then_recover(fake_model):
         import os, signal, sys
         sys.path.insert(0, {str(site)!r})
         from contextlib import contextmanager
-        from moss import models
+        from moss.inference import models
         @contextmanager
         def dying_track(label, total, unit="bytes"):
             class T:

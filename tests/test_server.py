@@ -7,7 +7,6 @@ import time
 import httpx
 import openai
 import pytest
-
 from server_process import ServerProcess
 
 ASK = [{"role": "user", "content": "Name three colors of the rainbow."}]
@@ -204,7 +203,9 @@ def test_full_queue_answers_429_at_once(tmp_path):
                         "messages": [{"role": "user", "content": f"Write a long story number {i}."}]})
                     return r.status_code, time.monotonic() - start, r
                 first = asyncio.create_task(one(0))
-                await asyncio.sleep(0.5)  # the first is decoding; one more may wait
+                while not (await http.get(server.url + "/health")).json()["active"]:  # the first is decoding
+                    assert not first.done(), await first
+                    await asyncio.sleep(0.05)
                 rest = await asyncio.gather(*(one(i) for i in range(1, 5)))
                 return [await first, *rest]
 

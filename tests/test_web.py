@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import playwright.sync_api as playwright
 import pytest
-
 from server_process import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"

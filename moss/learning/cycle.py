@@ -1,0 +1,292 @@
+"""One learning cycle, as typed stages: data -> wordings -> training -> candidates ->
+verification -> promotion. Feedback not yet learned becomes a LoRA adapter that serves only if
+it passes every check.
+
+A cycle writes nothing anyone sees until its very end: files go to versions/<id>.partial and the
+store learns of the version in one transaction (serving, or failed with its reasons). A crash or
+Ctrl-C anywhere before leaves the served model and the store as they were; the next cycle
+removes the partial folder. A lock file keeps two cycles from running at once."""
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from moss import busy, paths
+from moss.inference.engine import Engine
+from moss.inference.loading import open_engine
+from moss.learning import anchors, candidates, datasets, taught, verify, versions
+from moss.learning.candidates import Candidate
+from moss.learning.data import build
+from moss.learning.datasets import Judged
+from moss.learning.examples import Data, HyperParams
+from moss.learning.options import Options
+from moss.learning.pairs import Tokens
+from moss.learning.taught import Taught
+from moss.learning.versions import LearnError, versions_dir
+from moss.learning.wordings import split, wordings
+from moss.store import Store
+from moss.store.schema import ModelVersion, TrainingRecord
+
+Log = Callable[[str], None]
+STAGES = ("data", "wordings", "training", "candidates", "verification", "promotion")
+
+
+@dataclass
+class Lesson:
+    """The data stage's result: what this cycle learns from, and what it must keep."""
+    parent: ModelVersion  # the version the new one is trained from (the serving one)
+    version: str  # the new version's id
+    items: list[Judged]  # feedback not yet learned
+    new: list[Taught]  # the corrections among them
+    judged: list[str]  # keys of the ratings and comparisons among them
+    records: list[TrainingRecord]  # pending records of teachers and judges
+    earlier: list[Taught]  # items the parent and its ancestors learned
+
+
+@dataclass
+class Report:
+    """What a cycle did, stored with the version (or printed when nothing was trained)."""
+    version: str = ""
+    parent: str = ""
+    status: str = ""  # serving | failed
+    reasons: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None
+    general: dict = field(default_factory=dict)  # per language: base, parent, candidate
+    regression: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)  # per stage, and the total
+
+
+def run(store: Store, base: str, base_path: Path, options: Options | None = None, log: Log = print) -> Report:
+    """Learn from new feedback on the served model `base`; returns the report (version promoted or failed)."""
+    options = options or Options()
+    with versions.lock():
+        try:
+            versions.clean_partial(log)
+            return _cycle(store, base, base_path, options, log)
+        except BaseException:  # Ctrl-C or a failure: nothing was recorded; drop the files too
+            versions.clean_partial(lambda _: None)
+            raise
+
+
+class Stages:
+    """Announces each stage as it starts ("[3/6 training]") and keeps its seconds in the report."""
+
+    def __init__(self, report: Report, log: Log):
+        self.report, self.log = report, log
+        self.current, self.since = "", time.perf_counter()
+
+    def enter(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.current:
+            self.report.seconds[self.current] = round(now - self.since, 1)
+        self.current, self.since = name, now
+        self.log(f"[{STAGES.index(name) + 1}/{len(STAGES)} {name}]")
+
+
+def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log) -> Report:
+    start, report = time.perf_counter(), Report()
+    stages = Stages(report, log)
+    stages.enter("data")
+    lesson = gather(store, base, base_path, options)
+    report.version, report.parent = lesson.version, lesson.parent.id
+    work = versions_dir() / f"{lesson.version}.partial"
+    work.mkdir(parents=True)
+    log(f"learning {lesson.version} from {lesson.parent.id}: {len(lesson.new)} correction(s), "
+        f"{len(lesson.items) - len(lesson.new)} other judgment(s), {len(lesson.earlier)} earlier item(s) to keep")
+    engine = open_engine(str(base_path), name=base, context_size=2048, parallel=4, threads=options.threads)
+    try:
+        busy.wait_for_idle(log)
+        steady = anchors.answers(engine, anchors_cache(base_path))  # the base model's: no drift over versions
+        _serve_parent(store, engine, lesson.parent, options, work, report)
+        stages.enter("wordings")
+        reword(engine, lesson.new, options, log)
+        data = build(Tokens(engine), lesson.new, lesson.earlier, lesson.items, steady, lesson.records, store,
+                     options.replay, options.replay_rows)
+        report.data = {"taught": len(lesson.new), "sft": len(data.sft), "dpo": len(data.dpo),
+                       "kto": len(data.kto), "earlier": len(lesson.earlier), "anchors": len(steady),
+                       **{f"from {s}": n for s, n in Counter(r.source for r in lesson.records).items()}}
+        stages.enter("training")
+        report.candidates = train(engine, base_path, data, lesson, options, work, log)
+        stages.enter("candidates")
+        report.chosen = candidates.choose(engine, report.candidates, lesson.earlier, log)
+        stages.enter("verification")
+        _verify(engine, options, work, report)
+    finally:
+        engine.close()
+    stages.enter("promotion")  # a rename and one transaction: its seconds are not worth a row
+    report.seconds["total"] = round(time.perf_counter() - start, 1)
+    return promote(store, report, lesson, work, log)
+
+
+# ---- stage 1: data ----
+
+def gather(store: Store, base: str, base_path: Path, options: Options) -> Lesson:
+    """Feedback not yet learned by the serving version of `base`; LearnError when too little."""
+    parent = store.serving_version(base) or store.register_version(base, base, str(base_path))
+    learned = versions.learned_keys(store, parent)
+    items = [i for i in datasets.judged(store) if taught.key(i) not in learned and i.message.role == "assistant"]
+    new = taught.from_feedback(items)
+    judged = [taught.key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
+    records = store.records(status="pending")
+    usable = len(new) + len(judged) + len(records)
+    if usable < options.min_items:
+        raise LearnError(f"too little new feedback to learn from: {usable} usable item(s), at least "
+                         f"{options.min_items} needed (corrections, ratings, comparisons or moss distill records)")
+    number = 1 + sum(1 for v in store.all_versions() if v.base_model == base and v.parent_id)
+    return Lesson(parent, f"{base}@v{number}", items, new, judged, records, versions.earlier(store, parent))
+
+
+def anchors_cache(base_path: Path) -> Path:
+    """The base model's anchor answers: made once per model file, shared by every data directory."""
+    return paths.cache_dir() / "anchors" / f"{base_path.stem}-{base_path.stat().st_size}.json"
+
+
+def _serve_parent(store: Store, engine: Engine, parent: ModelVersion, options: Options, work: Path,
+                  report: Report) -> None:
+    """Serve the parent in the cycle's engine, measuring on the way the general scores a candidate
+    is held to: the base model's (before any adapter is set) and the parent's."""
+    check = options.general_check
+    if check:  # a first version's parent is the base model
+        root = versions.lineage(store, parent)[-1]
+        report.general["base"] = report.general["parent"] = _general(store, engine, root, work / "general-base.json")
+    if parent.parent_id:
+        versions.serve(engine, parent)
+        if check:
+            report.general["parent"] = _general(store, engine, parent, work / "general-parent.json")
+
+
+def _general(store: Store, engine: Engine, version: ModelVersion, keep: Path) -> dict[str, float]:
+    """The general score of `version`, which the engine serves now: measured once per version,
+    then kept with it."""
+    score = version.details.get("general")
+    if score is None:
+        score = verify.general(engine, keep)
+        store.update_details(version.id, general=score)
+    return score
+
+
+# ---- stage 2: wordings ----
+
+def reword(engine: Engine, new: list[Taught], options: Options, log: Log) -> None:
+    """Other wordings of each taught question: some to train on, some held back for verification.
+    A bigger model keeps names and meaning far more often than a 0.5B one, so the rewriter (the
+    teacher) is loaded for this step only."""
+    if not new:
+        return
+    n, questions = options.train_wordings + options.probe_wordings, [t.question for t in new]
+    if options.rewriter is None or (engine.path and options.rewriter.resolve() == engine.path.resolve()):
+        log("writing other wordings of each correction (the served model)…")
+        found = wordings(engine, questions, n)
+    else:
+        log(f"writing other wordings of each correction ({options.rewriter.stem})…")
+        rewriter = open_engine(str(options.rewriter), context_size=2048, parallel=4, threads=options.threads)
+        try:
+            found = wordings(rewriter, questions, n)
+        finally:
+            rewriter.close()
+    for t, more in zip(new, found):
+        t.train, t.probes = split(t.question, more, options.train_wordings, options.probe_wordings)
+
+
+# ---- stages 3 and 4: training, candidates ----
+
+def train(engine: Engine, base_path: Path, data: Data, lesson: Lesson, options: Options, work: Path,
+          log: Log) -> list[Candidate]:
+    """Train, and at each candidate epoch write the adapter and probe it; stop at the first
+    candidate that learned enough of the taught items and lost none taught before."""
+    from moss.learning import adapters, trainer
+    from moss.progress import track
+    hp = HyperParams(epochs=max(options.epochs), learning_rate=options.learning_rate)
+    log(f"training a LoRA adapter ({hp.label()}) on {len(data)} examples…")
+    tokens, everything, found = Tokens(engine), lesson.new + lesson.earlier, []
+
+    def enough(checkpoint, facts) -> bool:
+        path = adapters.write(checkpoint.state, facts, work / f"adapter-e{checkpoint.epoch}.gguf")
+        trainer.save_state(checkpoint.state, versions.state_path(path))
+        c = Candidate(checkpoint.epoch, round(checkpoint.loss, 4), str(path), {**asdict(hp), "epochs": checkpoint.epoch})
+        found.append(c)
+        missed = candidates.probe(engine, c, lesson.new, log)
+        last = checkpoint.epoch == max(options.epochs)
+        if c.score < options.enough_taught and not last:
+            candidates.repair(tokens, data, missed, everything, c, log)
+            return False  # training goes on: asking the earlier items can wait (see candidates.choose)
+        lost = candidates.probe_earlier(engine, c, lesson.earlier, log)
+        if lost and not last:
+            candidates.repair(tokens, data, missed + lost, everything, c, log)
+        return not lost
+
+    with track("training", trainer.total_steps(data, hp), unit="steps") as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.resize(total)
+            bar.advance(1)
+            busy.wait_for_idle(log)  # people being served come first
+        trainer.train(base_path, data, hp, progress, threads=options.threads, checkpoint_epochs=set(options.epochs),
+                      start=_parent_state(lesson.parent), enough=enough)
+    return found
+
+
+def _parent_state(parent: ModelVersion):
+    state = versions.state_path(Path(parent.path)) if parent.parent_id else None
+    if state is None or not state.exists():
+        return None  # a base model: start from a fresh adapter
+    from moss.learning.trainer import load_state
+    return load_state(state)
+
+
+# ---- stage 5: verification ----
+
+def _verify(engine: Engine, options: Options, work: Path, report: Report) -> None:
+    """Pass or fail the chosen candidate: taught items, earlier items, then the general suite
+    (asked only of a candidate that passed the others)."""
+    best = report.chosen
+    if best.kept or best.regressed:
+        report.regression = {"items": best.kept + len(best.regressed), "kept": best.kept}
+    report.reasons = verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin)
+    if "parent" not in report.general or report.reasons:
+        return
+    engine.set_adapter(Path(best.path), "candidate")
+    report.general["candidate"] = verify.general(engine, work / "general-candidate.json")
+    report.reasons = verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin)
+
+
+# ---- stage 6: promotion ----
+
+def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log) -> Report:
+    """Record the version: promoted with its files, or failed with its reasons (files dropped).
+    What it learned: the taught items it answers right, and the ratings and comparisons."""
+    chosen = report.chosen
+    report.status = "failed" if report.reasons else "serving"
+    final = versions_dir() / report.version
+    details = {"report": asdict(report), "general": report.general.get("candidate"),
+               "hyperparameters": chosen.hyperparameters, "data": report.data}
+    if report.status == "serving":
+        keep = {Path(chosen.path).name, versions.state_path(Path(chosen.path)).name}
+        for f in work.iterdir():
+            if f.name not in keep and f.suffix != ".json":  # the other candidates go; reports stay
+                f.unlink()
+        learned = [t for t in lesson.new if t.key in set(chosen.passed_keys)]
+        (work / "taught.json").write_text(json.dumps([asdict(t) for t in learned], ensure_ascii=False, indent=1),
+                                          encoding="utf-8")
+        details["learned"] = [t.key for t in learned] + lesson.judged
+        path = str(final / Path(chosen.path).name)
+    else:  # the weights go; what the checks saw stays, to read why it failed
+        for f in work.iterdir():
+            if f.suffix in (".gguf", ".safetensors"):
+                f.unlink()
+        path = ""
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    store.add_version(ModelVersion(id=report.version, base_model=lesson.parent.base_model, parent_id=report.parent,
+                                   path=path, status=report.status, details=details))
+    if report.status == "serving":
+        store.mark_learned([r.id for r in lesson.records], report.version)
+        log(f"{report.version} passed verification and now serves")
+    else:
+        log(f"{report.version} failed verification and was discarded: " + "; ".join(report.reasons))
+    return report

@@ -1,0 +1,264 @@
+"""The HTTP server: OpenAI-compatible /v1 API, conversations, feedback, the chat page, health, metrics."""
+
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from moss.inference import models
+from moss.inference.engine import Engine, Sampling
+from moss.learning import versions
+from moss.server import admin
+from moss.server.access import COOKIE, Access, Exposure, Limits, is_loopback
+from moss.server.api_types import (ChatCompletion, ChatMessage, ChatRequest, ConversationCreate,
+                                   ConversationDetail, ConversationList, ConversationRename,
+                                   ConversationSummary, Deleted, ErrorResponse, FeedbackIn, FeedbackList,
+                                   FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList, SessionIn,
+                                   SessionOut, StoredMessage)
+from moss.server.errors import ApiError, found, install_handlers
+from moss.server.exchange import Exchange
+from moss.server.metrics import Metrics
+from moss.server.perimeter import MAX_BODY, BodyLimit, Perimeter
+from moss.store import Store
+from moss.store.schema import User
+
+WEB = Path(__file__).parent / "web"  # the chat page: static files, no build step
+ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+          404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+          429: {"model": ErrorResponse}}
+
+
+@dataclass
+class Caller:
+    user: User
+    key: str
+    admin: bool  # may use the admin API: an admin's key, or the machine's own user from loopback
+
+
+def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits | None = None,
+               exposure: Exposure | None = None) -> FastAPI:
+    access = Access(store, auth, limits or Limits())
+    metrics = Metrics(lambda: engine.activity().queued, lambda: engine.activity().active)
+    aliases = {engine.model, "moss", "default"}
+    started = int(time.time())
+
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        keeper = None
+        if engine.adapters:  # an engine that can serve trained versions follows the serving one
+            await run_in_threadpool(versions.follow, engine, store)
+            keeper = threading.Thread(target=admin.housekeeping, args=(engine, store, stop),
+                                      name="moss-housekeeping", daemon=True)
+            keeper.start()
+        yield
+        stop.set()
+        if keeper is not None:
+            keeper.join()
+        await run_in_threadpool(engine.close)
+        store.close()
+
+    app = FastAPI(title="Moss", version="0.1.0", lifespan=lifespan,
+                  description="A self-hosted bilingual assistant with an OpenAI-compatible API.")
+    install_handlers(app)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        return response
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(Perimeter, exposure=exposure or Exposure())
+
+    def caller(request: Request) -> Caller:
+        user, key = access.authenticate(request.headers.get("authorization"), request.cookies.get(COOKIE))
+        # Without --auth everyone who reaches the port is the local user: the admin API is then
+        # only for the machine itself (loopback), even when --insecure exposes the rest.
+        admin = user.admin and (auth or is_loopback(request.client.host if request.client else None))
+        return Caller(user, key, admin)
+
+    def api_caller(request: Request) -> Caller:
+        """A caller of the API's cheaper endpoints, held to the --api-rate-limit."""
+        who = caller(request)
+        access.admit_call(who.key)
+        return who
+
+    # ---- OpenAI-compatible API ----
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS,
+              summary="Create a chat completion (streaming with stream=true)")
+    async def chat_completions(body: ChatRequest, request: Request, who: Caller = Depends(caller)):
+        await run_in_threadpool(access.admit, who.user, who.key)
+        if body.model not in aliases:
+            raise ApiError(404, f"the model '{body.model}' does not exist; this server serves "
+                                f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
+        exchange = Exchange(store, metrics, engine.model, who.user.id, body,
+                            [_plain(m, i) for i, m in enumerate(body.messages)], _sampling(body, engine.context_size))
+        # The queue is fair across this key: the user, split further by OpenAI's `user` field
+        # when an app sends its own end-users through one key.
+        fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
+        await run_in_threadpool(exchange.start, engine, fairness, who.user.name)
+        if body.stream:
+            return StreamingResponse(exchange.stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        completion = await exchange.complete(request)
+        return completion if completion is not None else Response(status_code=499)
+
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS, summary="List the served models")
+    def list_models(_who: Caller = Depends(api_caller)):
+        return ModelList(data=[ModelCard(id=engine.model, created=started)])
+
+    @app.get("/v1/models/{model_id}", response_model=ModelCard, responses=ERRORS)
+    def get_model(model_id: str, _who: Caller = Depends(api_caller)):
+        if model_id not in aliases:
+            raise ApiError(404, f"the model '{model_id}' does not exist", code="model_not_found")
+        return ModelCard(id=engine.model, created=started)
+
+    # ---- conversations (the web page's history) ----
+
+    @app.get("/v1/conversations", response_model=ConversationList, responses=ERRORS,
+             summary="List your conversations, newest first; q searches titles and messages")
+    def list_conversations(q: str = "", limit: int = 50, offset: int = 0, who: Caller = Depends(api_caller)):
+        if not 1 <= limit <= 500 or offset < 0:
+            raise ApiError(400, "limit must be 1..500 and offset >= 0", param="limit")
+        rows = store.conversations(who.user.id, q, limit, offset)
+        return ConversationList(data=[_summary(c) for c in rows])
+
+    @app.post("/v1/conversations", response_model=ConversationSummary, responses=ERRORS,
+              summary="Start an empty conversation (send its id as conversation_id)")
+    def create_conversation(body: ConversationCreate, who: Caller = Depends(api_caller)):
+        return _summary(store.new_conversation(who.user.id, body.title))
+
+    @app.get("/v1/conversations/{conversation_id}", response_model=ConversationDetail, responses=ERRORS)
+    def get_conversation(conversation_id: str, who: Caller = Depends(api_caller)):
+        conversation, messages = found(lambda: store.conversation(who.user.id, conversation_id))
+        feedback = store.feedback_on(who.user.id, [m.id for m in messages])
+        return ConversationDetail(**_summary(conversation).model_dump(), messages=[
+            StoredMessage.model_validate(m, from_attributes=True).model_copy(update={"feedback": [
+                FeedbackOut.model_validate(f, from_attributes=True) for f in feedback.get(m.id, [])]})
+            for m in messages])
+
+    @app.patch("/v1/conversations/{conversation_id}", response_model=ConversationSummary, responses=ERRORS)
+    def rename_conversation(conversation_id: str, body: ConversationRename, who: Caller = Depends(api_caller)):
+        return _summary(found(lambda: store.rename(who.user.id, conversation_id, body.title)))
+
+    @app.delete("/v1/conversations/{conversation_id}", response_model=Deleted, responses=ERRORS)
+    def delete_conversation(conversation_id: str, who: Caller = Depends(api_caller)):
+        found(lambda: store.delete(who.user.id, conversation_id))
+        return Deleted(id=conversation_id)
+
+    # ---- feedback (what Moss learns from) ----
+
+    @app.post("/v1/messages/{message_id}/feedback", response_model=FeedbackOut, responses=ERRORS,
+              summary="Rate, correct, compare or flag an answer (replaces your earlier one of that kind)")
+    def give_feedback(message_id: str, body: FeedbackIn, who: Caller = Depends(api_caller)):
+        value = body.model_dump(exclude={"kind"})
+        try:
+            row = found(lambda: store.set_feedback(who.user.id, message_id, body.kind, value))
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="kind")
+        return FeedbackOut.model_validate(row, from_attributes=True)
+
+    @app.get("/v1/messages/{message_id}/feedback", response_model=FeedbackList, responses=ERRORS)
+    def list_feedback(message_id: str, who: Caller = Depends(api_caller)):
+        found(lambda: store.message(who.user.id, message_id))
+        rows = store.feedback_on(who.user.id, [message_id]).get(message_id, [])
+        return FeedbackList(data=[FeedbackOut.model_validate(f, from_attributes=True) for f in rows])
+
+    @app.delete("/v1/messages/{message_id}/feedback/{kind}", response_model=FeedbackWithdrawn,
+                responses=ERRORS, summary="Withdraw your feedback of one kind")
+    def withdraw_feedback(message_id: str, kind: str, who: Caller = Depends(api_caller)):
+        found(lambda: store.withdraw_feedback(who.user.id, message_id, kind))
+        return FeedbackWithdrawn(message_id=message_id, kind=kind)
+
+    # ---- the page's sign-in: the key goes into an HttpOnly cookie that no script can read ----
+
+    @app.post("/v1/session", response_model=SessionOut, responses=ERRORS,
+              summary="Sign the page in: check an API key and keep it in an HttpOnly cookie")
+    def sign_in(body: SessionIn, request: Request, response: Response):
+        user, _ = access.authenticate(f"Bearer {body.key}")
+        if auth:
+            response.set_cookie(COOKIE, body.key.strip(), max_age=30 * 86400, httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")
+        return SessionOut(user=user.name, auth=auth)
+
+    @app.get("/v1/session", response_model=SessionOut, responses=ERRORS, summary="Who the page is signed in as")
+    def session(who: Caller = Depends(caller)):
+        return SessionOut(user=who.user.name, auth=auth)
+
+    @app.delete("/v1/session", response_model=SessionOut, summary="Sign the page out")
+    def sign_out(response: Response):
+        response.delete_cookie(COOKIE, samesite="strict")
+        return SessionOut(user=None, auth=auth)
+
+    if engine.adapters:
+        ref = engine.model if engine.model in models.REGISTRY else str(engine.path)
+        app.include_router(admin.router(engine, store, caller, admin.Learner(ref)))
+
+    # ---- operations ----
+
+    @app.get("/health", response_model=Health, summary="Liveness and load")
+    def health():
+        activity = engine.activity()
+        return Health(model=engine.model, version=engine.version, queued=activity.queued, active=activity.active)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def home():
+        return FileResponse(WEB / "index.html")
+
+    return app
+
+
+# ---- helpers for chat completions ----
+
+def _plain(message: ChatMessage, index: int) -> dict:
+    """OpenAI's message forms (text parts, developer role) as {role, content} text."""
+    if message.role == "tool":
+        raise ApiError(400, "tool messages are not supported by this server",
+                       param=f"messages[{index}].role")
+    content = message.content
+    if isinstance(content, list):
+        if any(part.type != "text" for part in content):
+            raise ApiError(400, "only text content parts are supported", param=f"messages[{index}].content")
+        content = "".join(part.text or "" for part in content)
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": content or ""}
+
+
+def _sampling(body: ChatRequest, context_size: int) -> Sampling:
+    max_tokens = body.max_completion_tokens or body.max_tokens or min(1024, context_size // 2)
+    if max_tokens > context_size:
+        raise ApiError(400, f"max_tokens is too large: {max_tokens}; this model's context holds "
+                            f"{context_size} tokens", param="max_tokens")
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stop) > 4 or any(len(s) > 200 for s in stop):
+        raise ApiError(400, "stop takes at most 4 strings of at most 200 characters", param="stop")
+    defaults = Sampling()
+    return Sampling(
+        temperature=defaults.temperature if body.temperature is None else body.temperature,
+        top_p=body.top_p or defaults.top_p, top_k=defaults.top_k if body.top_k is None else body.top_k,
+        repeat_penalty=body.repeat_penalty or defaults.repeat_penalty,
+        max_tokens=max_tokens, seed=body.seed, stop=stop)
+
+
+# ---- small helpers ----
+
+def _summary(conversation) -> ConversationSummary:
+    return ConversationSummary.model_validate(conversation, from_attributes=True)
+
+

@@ -1,0 +1,8 @@
+"""The store: conversations, messages, feedback, users and keys, model versions and training
+records, in SQLite or PostgreSQL, migrated by Alembic.
+
+May import the basics only (moss.paths); knows nothing of engines, learning or HTTP."""
+
+from moss.store.database import LOCAL_USER, Answer, Store, StoreError
+
+__all__ = ["LOCAL_USER", "Answer", "Store", "StoreError"]
