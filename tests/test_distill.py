@@ -67,9 +67,16 @@ def _distill(student: ServerProcess, teacher: ServerProcess, *args: str) -> subp
                           timeout=900)
 
 
-def test_distillation_produces_filtered_records(servers):
+@pytest.fixture(scope="module")
+def distilled(servers) -> subprocess.CompletedProcess:
+    """One distillation of every kind, run once per module by whichever test needs it first."""
     teacher, student = servers
-    done = _distill(student, teacher, "--judge-samples", "2", "--self-instruct", "2")
+    return _distill(student, teacher, "--judge-samples", "2", "--self-instruct", "2")
+
+
+def test_distillation_produces_filtered_records(servers, distilled):
+    teacher, student = servers
+    done = distilled
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(counts) == {"teacher answers", "AI preferences", "self-instruct"}
@@ -97,7 +104,7 @@ def test_distillation_produces_filtered_records(servers):
     assert again.returncode == 0 and len(store.records(source="teacher")) == 4  # nothing distilled twice
 
 
-def test_learning_uses_the_records_and_marks_them(servers):
+def test_learning_uses_the_records_and_marks_them(servers, distilled):
     teacher, student = servers
     store = Store(f"sqlite:///{student.home}/moss.db")
     pending = store.records(status="pending")

@@ -537,6 +537,7 @@ def test_ctrl_c_stops_every_stage_within_seconds_and_leaves_nothing_half_done(se
     for mark in ("[2/6 wordings]", "[3/6 training]", "epoch 2: asking the candidate"):
         ctrl_c, said, stopped = _interrupt(server, signal.SIGINT, mark)
         assert ctrl_c.returncode == 1 and "interrupted" in said[-1], (mark, "".join(said))
+        print(f"Ctrl-C at {mark!r}: exited {stopped:.1f} s later")  # shown with pytest -s
         assert stopped < 20, f"{mark}: {stopped:.1f} s after Ctrl-C"
         assert {v.id: v.status for v in _store(server).all_versions()} == before
         assert not list(learn_dir(server).glob("*.partial"))
