@@ -305,7 +305,9 @@ app.add_typer(evaluation, name="eval")
 
 
 @evaluation.command("run")
-def eval_run(model: Model = None,
+def eval_run(model: Annotated[Optional[str], typer.Option(
+                 "--model", "-m", help="A model (its base weights, no adapter) or a version id from `moss versions` "
+                                       "(default: the version serving now).")] = None,
              suite: Annotated[Optional[str], typer.Option(help="Comma-separated suites (default: all).")] = None,
              full: Annotated[bool, typer.Option("--full", help="Every item the data has (slow).")] = False,
              quick: Annotated[bool, typer.Option("--quick", help="The few-minute check the learning loop uses.")] = False,
