@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from moss import paths
+from moss.progress import check_interrupt
 
 QUIET = 1.0  # seconds without an answer in progress before training resumes
 
@@ -67,5 +68,6 @@ def wait_for_idle(log: Callable[[str], None], poll: float = 0.2) -> float:
     if answering():
         log("paused: the server is answering")
         while answering():
+            check_interrupt()
             time.sleep(poll)
     return time.monotonic() - start

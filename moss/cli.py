@@ -467,6 +467,8 @@ def learn(model: Model = None, threads: Threads = None,
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
     _require("train", "torch", "transformers", "peft", "safetensors", "gguf", "reasoning_gym", "yaml")
     from moss.learning import cycle
+    from moss.progress import catch_interrupts
+    catch_interrupts()  # Ctrl-C stops any stage within seconds
     candidates = _epochs(epochs)
     path = _resolve(model)
     options = Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,

@@ -1,6 +1,8 @@
 """Progress for long work: a Rich bar in a terminal, a line per step with time left otherwise."""
 
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -8,6 +10,28 @@ from typing import Callable, Iterator, Protocol, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+
+_interrupted = threading.Event()
+
+
+def catch_interrupts() -> None:
+    """Make Ctrl-C and SIGTERM stop long work within seconds, every time. Python raises
+    KeyboardInterrupt in whatever runs in the main thread when the signal arrives; inside a C
+    library's callback (llama.cpp's log callback runs there while a model loads, with stderr
+    silenced) it is dropped without a word. So the signal is also remembered, and every
+    progress step and stage raises it again (`check_interrupt`)."""
+    def interrupt(signum, frame):
+        _interrupted.set()
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came (after catch_interrupts), even if it was lost."""
+    if _interrupted.is_set() and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
 
 
 class Tracker(Protocol):
@@ -25,6 +49,7 @@ class _LineTracker:
         self.start = self.last = time.monotonic()  # first line after `every` seconds, or at the end
 
     def advance(self, amount: float) -> None:
+        check_interrupt()
         self.done += amount
         now = time.monotonic()
         if now - self.last >= self.every or self.done >= self.total:
@@ -58,6 +83,7 @@ def track(label: str, total: float, unit: str = "bytes") -> Iterator[Tracker]:
 
         class _Bar:
             def advance(self, amount: float) -> None:
+                check_interrupt()
                 bar.advance(task, amount)
 
             def resize(self, total: float) -> None:

@@ -522,7 +522,11 @@ def _interrupt(server: ServerProcess, sig: int, mark: str) -> tuple[subprocess.P
     assert proc.poll() is None, "".join(lines)
     proc.send_signal(sig)
     signalled = time.monotonic()
-    proc.wait(60)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # it must not go on training beside the tests that follow
+        pytest.fail(f"`moss learn` still ran 60 s after the signal at {mark!r}: {''.join(lines[-5:])}")
     stopped = time.monotonic() - signalled
     reader.join(10)
     return proc, lines, stopped

@@ -28,6 +28,7 @@ from moss.learning.pairs import Tokens
 from moss.learning.taught import Taught
 from moss.learning.versions import LearnError, versions_dir
 from moss.learning.wordings import split, wordings
+from moss.progress import check_interrupt
 from moss.store import Store
 from moss.store.schema import ModelVersion, TrainingRecord
 
@@ -82,6 +83,7 @@ class Stages:
         self.current, self.since = "", time.perf_counter()
 
     def enter(self, name: str) -> None:
+        check_interrupt()
         now = time.perf_counter()
         if self.current:
             self.report.seconds[self.current] = round(now - self.since, 1)
