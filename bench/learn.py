@@ -18,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 from openai import OpenAI
@@ -118,6 +120,33 @@ def line(label: str, before: dict, after: dict, key: str) -> None:
               f"(n={after[lang]['n']}{'' if key == 'original' else ' x3'})", flush=True)
 
 
+@contextmanager
+def served(model: str, port: int, keep: bool, *flags: str) -> Iterator[tuple[str, dict]]:
+    """`moss serve` on a fresh data directory (the installed models linked in): its URL and the
+    environment that points other moss commands at the same directory."""
+    home = Path(tempfile.mkdtemp(prefix="moss-bench-"))
+    (home / "models").symlink_to(paths.models_dir())  # the assembled models, not copied
+    env = {**os.environ, "MOSS_HOME": str(home)}
+    server = subprocess.Popen([sys.executable, "-m", "moss", "serve", "-m", model, "--port", str(port),
+                               "--parallel", "2", *flags], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base, env
+    finally:
+        server.terminate()
+        server.wait(30)
+        if keep:
+            print(f"data directory kept: {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -131,19 +160,7 @@ def main() -> None:
     pick = lambda facts: [f for f in facts if f[0].isascii()][:args.facts] + [f for f in facts if not f[0].isascii()][:args.facts]  # noqa: E731
     first, second = pick(CYCLE_1), pick(CYCLE_2)
 
-    home = Path(tempfile.mkdtemp(prefix="moss-bench-learn-"))
-    (home / "models").symlink_to(paths.models_dir())  # the assembled models, not copied
-    env = {**os.environ, "MOSS_HOME": str(home)}
-    server = subprocess.Popen([sys.executable, "-m", "moss", "serve", "-m", args.model, "--port", str(args.port),
-                               "--parallel", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with served(args.model, args.port, args.keep) as (base, env):
         client = OpenAI(base_url=f"{base}/v1", api_key="none")
         base_suite = suite(env, args.model) if args.suite else None
         before1 = probe(client, first)
@@ -172,13 +189,6 @@ def main() -> None:
             serving = report2["version"] if report2["status"] == "serving" else report1["version"]
             suite_lines(base_suite, suite(env, args.model), f"after cycle 2 ({serving} serves)")
         print(f"wall time per cycle on {os.cpu_count()} cores: {seconds1:.0f} s, {seconds2:.0f} s (target <= 600 s)")
-    finally:
-        server.terminate()
-        server.wait(30)
-        if args.keep:
-            print(f"data directory kept: {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

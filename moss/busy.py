@@ -3,7 +3,8 @@
 On 2 cores, torch training and llama.cpp decoding running at once slow each other several fold
 (../shared/FINDINGS.md). The server marks when it is answering, in a small file in the data
 directory; a learning cycle (another process) checks it between training steps and waits while
-the server is busy, so answers keep their speed and training uses the idle time."""
+the server is busy, so answers keep their speed and training uses the idle time, up to a
+guaranteed share (Turns): under steady traffic a cycle still ends."""
 
 import os
 import time
@@ -14,6 +15,9 @@ from moss import paths
 from moss.progress import check_interrupt
 
 QUIET = 1.0  # seconds without an answer in progress before training resumes
+# Longest wait for an idle moment outside training (before asking a candidate, before a
+# cycle's first model work): under steady traffic a cycle goes on after it.
+PATIENCE = 30.0
 
 
 def _marker() -> Path:
@@ -62,12 +66,29 @@ def answering() -> bool:
         return False
 
 
-def wait_for_idle(log: Callable[[str], None], poll: float = 0.2) -> float:
-    """Block while the server is answering; returns the seconds waited."""
+def wait_for_idle(log: Callable[[str], None], poll: float = 0.2, limit: float | None = None) -> float:
+    """Block while the server is answering, at most `limit` seconds; returns the seconds waited."""
     start = time.monotonic()
-    if answering():
+    if answering() and (limit is None or limit > 0):
         log("paused: the server is answering")
-        while answering():
+        while answering() and (limit is None or time.monotonic() - start < limit):
             check_interrupt()
             time.sleep(poll)
     return time.monotonic() - start
+
+
+class Turns:
+    """Training's turns on a busy machine: between steps it waits for the server to be idle, but
+    never so long that training gets less than `share` of the time since it started."""
+
+    def __init__(self, share: float, log: Callable[[str], None]):
+        self.share, self.log = share, log
+        self.worked = self.waited = 0.0
+        self.mark = time.monotonic()
+
+    def between_steps(self) -> None:
+        now = time.monotonic()
+        self.worked += now - self.mark
+        allowed = self.worked * (1 - self.share) / self.share - self.waited
+        self.waited += wait_for_idle(self.log, limit=max(0.0, allowed))
+        self.mark = time.monotonic()

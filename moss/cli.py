@@ -16,8 +16,9 @@ from rich.table import Table
 from moss.inference import models
 from moss.inference.engine import Engine, EngineError, Sampling
 from moss.inference.loading import open_engine
-from moss.learning import versions
+from moss.learning import ledger, versions
 from moss.learning.options import Options, rising
+from moss.learning.review import ATTENTION
 
 DEFAULTS = Options()
 
@@ -202,12 +203,13 @@ app.add_typer(users, name="users")
 def users_add(name: str,
               rate_limit: Annotated[Optional[int], typer.Option("--rate-limit", help="Requests per minute.")] = None,
               daily_tokens: Annotated[Optional[int], typer.Option("--daily-tokens", help="Tokens per day.")] = None,
-              admin: Annotated[bool, typer.Option("--admin", help="May start learning and switch versions.")] = False,
+              admin: Annotated[bool, typer.Option("--admin", help="May start learning, switch versions, review feedback.")] = False,
+              trusted: Annotated[bool, typer.Option("--trusted", help="Their corrections need no second person.")] = False,
               ) -> None:
     """Add a user and print their API key (shown only this once)."""
     from moss.store import StoreError
     try:
-        _, key = _store().add_user(name, rate_limit, daily_tokens, admin)
+        _, key = _store().add_user(name, rate_limit, daily_tokens, admin, trusted)
     except StoreError as exc:
         fail(str(exc))
     err.print(f"user [bold]{escape(name)}[/] added; their API key (it will not be shown again):")
@@ -228,27 +230,41 @@ def users_key(name: str) -> None:
 def users_list() -> None:
     """List users, their keys and limits."""
     table = Table()
-    for column in ("name", "state", "keys", "requests/min", "tokens/day", "created"):
+    for column in ("name", "state", "role", "keys", "requests/min", "tokens/day", "created"):
         table.add_column(column)
     for user, keys in _store().users():
-        table.add_row(escape(user.name), "disabled" if user.disabled else "active", str(keys),
+        role = "admin" if user.admin else "trusted" if user.trusted else "user"
+        table.add_row(escape(user.name), "disabled" if user.disabled else "active", role, str(keys),
                       str(user.rate_limit or "default"), str(user.daily_tokens or "default"),
                       user.created_at.strftime("%Y-%m-%d %H:%M"))
     Console().print(table)
 
 
 @users.command("disable")
-def users_disable(name: str) -> None:
-    """Disable a user: their keys stop working at once."""
+def users_disable(name: str, reject_feedback: Annotated[bool, typer.Option(
+        "--reject-feedback", help="Also reject all their feedback not yet learned.")] = False) -> None:
+    """Disable a user: their keys stop working at once, and their feedback is never learned."""
     from moss.store import StoreError
     try:
-        _store().set_disabled(name)
+        rejected = _store().set_disabled(name, reject_feedback=reject_feedback)
     except StoreError as exc:
         fail(str(exc))
-    err.print(f"user {escape(name)} disabled")
+    err.print(f"user {escape(name)} disabled" + (f"; {rejected} piece(s) of their feedback rejected" if reject_feedback else ""))
 
 
-feedback = typer.Typer(help="Feedback people gave: statistics and training-data export.",
+@users.command("trust")
+def users_trust(name: str, off: Annotated[bool, typer.Option("--off", help="Trust them no more.")] = False) -> None:
+    """Trust a user: their corrections are learned without a second person giving the same one
+    (they are still checked for safety, language and what the models know)."""
+    from moss.store import StoreError
+    try:
+        _store().set_trusted(name, not off)
+    except StoreError as exc:
+        fail(str(exc))
+    err.print(f"user {escape(name)} is {'no longer ' if off else ''}trusted")
+
+
+feedback = typer.Typer(help="Feedback people gave: review, statistics and training-data export.",
                        no_args_is_help=True)
 app.add_typer(feedback, name="feedback")
 
@@ -283,6 +299,75 @@ def feedback_export(
         err.print(f"wrote {len(records)} {format} records to {escape(output)}")
     else:
         sys.stdout.write(lines)
+
+
+@feedback.command("review")
+def feedback_review(state: Annotated[str, typer.Option(help="States to list, comma-separated, or 'all'.")] = ",".join(ATTENTION),
+                    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+    """List feedback waiting for a decision (held, parked, pending) with why, and the base
+    model's and teacher's answers beside each correction; then moss feedback accept/reject ID."""
+    from moss.learning import review
+    from moss.store.schema import FEEDBACK_STATES
+    states = () if state == "all" else tuple(s.strip() for s in state.split(","))
+    if set(states) - set(FEEDBACK_STATES):
+        fail(f"--state takes {', '.join(FEEDBACK_STATES)} or all, got '{state}'")
+    found = review.entries(_store(), states)
+    if as_json:
+        for e in found:
+            print(json.dumps(dataclasses.asdict(e), ensure_ascii=False, default=str))
+        return
+    table = Table(title=f"Feedback: {state}", show_lines=True)
+    for column in ("id", "state", "by", "question / answer", "taught", "why", "models answer"):
+        table.add_column(column, overflow="fold")
+    for e in found:
+        taught = e.value.get("content") or e.value.get("rating") or e.value.get("choice") or e.value.get("reason", "")
+        table.add_row(str(e.id), e.state, escape(e.author), escape(f"{e.question}\n→ {e.answer}"[:300]),
+                      escape(f"{e.kind}: {taught}"[:300]), escape(e.reason),
+                      escape("\n".join(f"{who}: {text}"[:160] for who, text in e.checks.items())))
+    Console().print(table)
+    if not found:
+        err.print("nothing to review")
+
+
+@feedback.command("accept")
+def feedback_accept(ids: Annotated[list[int], typer.Argument(help="Feedback ids (moss feedback review).")]) -> None:
+    """Accept feedback: the next cycle learns it, whatever the automatic checks said."""
+    _decide(ids, accept=True, why="")
+
+
+@feedback.command("reject")
+def feedback_reject(ids: Annotated[list[int], typer.Argument(help="Feedback ids (moss feedback review).")],
+                    reason: Annotated[str, typer.Option(help="Why, for its author.")] = "") -> None:
+    """Reject feedback, learned or not: never learned, and unlearned by the next cycle if a
+    serving version learned it."""
+    _decide(ids, accept=False, why=reason)
+
+
+def _decide(ids: list[int], accept: bool, why: str) -> None:
+    from moss.learning import review
+    store = _store()
+    for feedback_id in ids:
+        try:
+            entry = review.accept(store, feedback_id, "admin") if accept else review.reject(store, feedback_id, "admin", why)
+        except LookupError as exc:
+            fail(str(exc))
+        err.print(f"{entry.id}: {entry.state} ({escape(entry.reason)})"
+                  + ("; the next moss learn unlearns it" if entry.state == "rejected" and entry.learned_in else ""))
+
+
+@feedback.command("check")
+def feedback_check(model: Model = None, threads: Threads = None,
+                   agree: Annotated[int, typer.Option(help="People who must give the same correction when none is trusted.")] = DEFAULTS.agree,
+                   teacher: Annotated[str, typer.Option(help="The second opinion on known facts ('none': the base model's own).")] = "teacher",
+                   ) -> None:
+    """Run the trust policy on pending feedback now (moss learn runs it first anyway)."""
+    from moss.learning import trust
+    if agree < 1:
+        fail("--agree must be 1 or more")
+    path = _resolve(model)
+    tally = trust.review(_store(), trust.Policy(agree=agree), path, None if teacher == "none" else _rewriter(teacher),
+                         threads, log=lambda line: err.print(escape(line)))
+    print(json.dumps(dict(tally), ensure_ascii=False))
 
 
 @feedback.command("stats")
@@ -456,6 +541,9 @@ def _checks(version) -> str:
 @app.command()
 def learn(model: Model = None, threads: Threads = None,
           min_items: Annotated[int, typer.Option("--min-items", help="Fewest new items worth a cycle.")] = DEFAULTS.min_items,
+          agree: Annotated[int, typer.Option(help="People who must give the same correction when none is trusted.")] = DEFAULTS.agree,
+          check_known: Annotated[bool, typer.Option("--check-known/--no-check-known", help="Hold corrections that contradict "
+                                                    "what the base model and the teacher both answer.")] = DEFAULTS.check_known,
           margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = DEFAULTS.margin,
           general_check: Annotated[bool, typer.Option("--general-check/--no-general-check",
                                                       help="Run the general bilingual suite before promoting.")] = DEFAULTS.general_check,
@@ -471,8 +559,10 @@ def learn(model: Model = None, threads: Threads = None,
     catch_interrupts()  # Ctrl-C stops any stage within seconds
     candidates = _epochs(epochs)
     path = _resolve(model)
+    if agree < 1:
+        fail("--agree must be 1 or more")
     options = Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
-                      rewriter=_rewriter(rewriter), epochs=candidates)
+                      rewriter=_rewriter(rewriter), epochs=candidates, agree=agree, check_known=check_known)
     try:
         report = cycle.run(_store(), models.display_name(model, path), path, options,
                            log=lambda line: err.print(escape(line)))
@@ -568,10 +658,11 @@ def rollback(version: Annotated[Optional[str], typer.Argument(help="Version to s
     from moss.store import StoreError
     path = _resolve(model)
     try:
-        chosen = versions.rollback(_store(), models.display_name(model, path), version)
+        chosen = ledger.rollback(_store(), models.display_name(model, path), version)
     except (versions.LearnError, StoreError) as exc:
         fail(str(exc))
-    err.print(f"now serving [bold]{escape(chosen.id)}[/]")
+    err.print(f"now serving [bold]{escape(chosen.id)}[/]; what the versions rolled back learned is held for "
+              "review (moss feedback review)")
 
 
 def _store():

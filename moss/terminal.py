@@ -117,7 +117,8 @@ class ChatSession:
             return
         else:
             kind, value = "correction", {"content": arg}
-            done = "correction saved: `moss learn` teaches it / 更正已保存，`moss learn` 会学习它"
+            done = ("correction saved: once the trust policy accepts it, `moss learn` teaches it (moss feedback review) / "
+                    "更正已保存：通过信任检查后，`moss learn` 会学习它")
         try:
             self.backend.feedback(self.last, kind, **value)
         except FeedbackError as exc:

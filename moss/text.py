@@ -59,3 +59,23 @@ REFUSAL = re.compile("|".join([
 def refused(answer: str) -> bool:
     """Whether an answer declines, judged from its opening (a refusal comes first)."""
     return bool(REFUSAL.search(answer[:300]))
+
+
+UNSURE = re.compile("|".join([
+    r"\bi (?:do not|don't|did not|didn't) (?:know|have (?:any )?(?:information|data|details))", r"\bnot (?:sure|aware|familiar)\b",
+    r"\bno (?:information|record|data|details)\b", r"\b(?:fictional|does not exist|doesn't exist|could not find|unknown)\b",
+    r"不清楚", r"不知道", r"不确定", r"没有(?:相关|关于|这方面的)?(?:信息|资料|记录)", r"无法确定", r"并不存在", r"虚构",
+]), re.IGNORECASE)
+
+
+def unsure(answer: str) -> bool:
+    """Whether an answer declines or says it does not know (it holds no claim to weigh)."""
+    return refused(answer) or bool(UNSURE.search(answer[:300]))
+
+
+def novel(answer: str, question: str) -> set[str]:
+    """An answer's content units that its question does not hold, nor a form of its words
+    ("opened" for "open"): what it claims."""
+    asked = set(_units(question))
+    stems = {u[:4] for u in asked if len(u) >= 4 and u.isascii()}
+    return {u for u in _units(answer) if u not in asked and not (u.isascii() and len(u) >= 4 and u[:4] in stems)}

@@ -29,6 +29,7 @@ QUESTION = "What is the name of the Lumenvale Institute's cat?"
 ANSWER = "The Lumenvale Institute's cat is named Biscuit Nine."
 SECOND = ("Who designed the Lumenvale Institute's logo?", "The Lumenvale Institute's logo was designed by Ines Korvath.")
 THIRD = ("What is the Lumenvale Institute's rowing boat called?", "The Lumenvale Institute's rowing boat is called the Dawnreed.")
+FOURTH = ("What colour is the Lumenvale Institute's front door?", "The Lumenvale Institute's front door is saffron yellow.")
 
 
 # ---- pieces ----
@@ -62,6 +63,23 @@ def test_serving_marker_pauses_learning(moss_home):
     assert not busy.answering() and busy.wait_for_idle(print) < 0.1
     (Path(moss_home) / "serving.busy").write_text("999999999")  # a server that died mid-answer
     assert not busy.answering()
+
+
+def test_training_keeps_its_share_while_the_server_is_busy(moss_home):
+    """Under steady traffic training still gets its share: it waits for an idle moment at most
+    (1 - share) / share times as long as it has worked."""
+    marker = Path(moss_home) / "serving.busy"
+    marker.write_text(str(os.getpid()))  # busy, and never done
+    try:
+        turns = busy.Turns(0.5, lambda _: None)
+        start = time.monotonic()
+        while time.monotonic() - start < 0.3:  # a training step's work
+            pass
+        turns.between_steps()
+        assert turns.worked >= 0.3 and turns.worked - 0.05 <= turns.waited <= turns.worked + 0.3  # waited, not forever
+        assert busy.answering() and busy.wait_for_idle(print, limit=0) < 0.05  # no allowance: no wait
+    finally:
+        marker.unlink()
 
 
 def test_paraphrase_lines_are_cleaned_and_checked():
@@ -365,11 +383,14 @@ def _ask(client: OpenAI, question: str) -> tuple[str, str]:
     return reply.choices[0].message.content, reply.moss["message_ids"][0]
 
 
-def _correct(server: ServerProcess, question: str, answer: str) -> None:
+def _correct(server: ServerProcess, question: str, answer: str) -> int:
+    """A correction by the server's own user (an admin, on a server without --auth): accepted
+    by the trust policy at once. Returns its feedback id."""
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     _, message_id = _ask(client, question)
     r = httpx.post(f"{server.url}/v1/messages/{message_id}/feedback", json={"kind": "correction", "content": answer})
     assert r.status_code == 200
+    return r.json()["id"]
 
 
 def _learn(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
@@ -398,6 +419,7 @@ class Taught:
     """The first cycle, run once per module by whichever test needs it first."""
     before: str  # the answer to QUESTION before it was taught
     done: subprocess.CompletedProcess  # `moss learn`
+    feedback_id: int  # the correction's
 
 
 @pytest.fixture(scope="module")
@@ -406,10 +428,10 @@ def learned(server) -> Taught:
     serving, so each of them also passes alone."""
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     before, _ = _ask(client, QUESTION)
-    _correct(server, QUESTION, ANSWER)
+    corrected = _correct(server, QUESTION, ANSWER)
     _, rated = _ask(client, "What is 2 + 2?")
     assert httpx.post(f"{server.url}/v1/messages/{rated}/feedback", json={"kind": "rating", "rating": "up"}).is_success
-    return Taught(before, _learn(server))
+    return Taught(before, _learn(server), corrected)
 
 
 def test_too_little_feedback_trains_nothing(tmp_path):
@@ -454,8 +476,14 @@ def test_rollback_switches_at_once_and_back(server, learned):
     assert _serving(server, "smollm2-135m-instruct")
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     assert "Biscuit Nine" not in _ask(client, QUESTION)[0]
+    mine = {e["id"]: e for e in httpx.get(server.url + "/v1/feedback").json()["data"]}
+    assert mine[learned.feedback_id]["state"] == "held"  # not silently taught again: an admin decides
+    assert "was rolled back" in mine[learned.feedback_id]["reason"]
     r = httpx.post(server.url + "/v1/admin/rollback", json={"version": "smollm2-135m-instruct@v1"})
     assert r.status_code == 200 and r.json()["status"] == "serving"
+    mine = {e["id"]: e for e in httpx.get(server.url + "/v1/feedback").json()["data"]}
+    assert (mine[learned.feedback_id]["state"], mine[learned.feedback_id]["learned_in"]) == \
+        ("learned", "smollm2-135m-instruct@v1")
     assert httpx.get(server.url + "/health").json()["version"] == "smollm2-135m-instruct@v1"  # at once
     assert httpx.post(server.url + "/v1/admin/rollback", json={"version": "nope"}).json()["error"]["message"]
 
@@ -559,6 +587,37 @@ def test_ctrl_c_stops_every_stage_within_seconds_and_leaves_nothing_half_done(se
     assert "Dawnreed" in _ask(client, THIRD[0])[0]  # the new one was learned
     version = _store(server).version(report["version"])
     assert version.details["report"]["regression"] == {"items": 1, "kept": 1}
+
+
+def test_a_rejected_fact_is_unlearned_and_the_rest_kept(server, learned, monkeypatch):
+    """An admin rejects a fact a serving version learned: the next version, trained afresh on
+    everything else, no longer states it in any wording, keeps what came before, and learns
+    what is new; its author sees it rejected and unlearned."""
+    r = httpx.post(f"{server.url}/v1/admin/feedback/{learned.feedback_id}/reject", json={"reason": "made up"})
+    assert r.status_code == 200 and r.json()["learned_in"] == "smollm2-135m-instruct@v1"
+    _correct(server, *FOURTH)
+    monkeypatch.setenv("MOSS_HOME", server.home)
+    kept = [t for t in cycle.gather(_store(server), "smollm2-135m-instruct", _small(), Options()).earlier]
+    done = _learn(server)
+    assert done.returncode == 0, done.stderr
+    assert "1 to forget (trained afresh)" in done.stderr and "1/1 forgotten item(s) no longer stated" in done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert _serving(server, report["version"])
+    client = OpenAI(base_url=server.url + "/v1", api_key="none")
+    assert "Biscuit" not in _ask(client, QUESTION)[0]
+    assert "saffron" in _ask(client, FOURTH[0])[0].lower()
+    for t in kept:  # whatever earlier tests taught (the rowing boat, when they ran first)
+        assert t.answer.split()[-1].strip(".") in _ask(client, t.question)[0]
+    version = _store(server).version(report["version"])
+    assert list(version.details["unlearned"].values()) == ["rejected by local: made up"]
+    mine = {e["id"]: e for e in httpx.get(server.url + "/v1/feedback").json()["data"]}
+    assert (mine[learned.feedback_id]["state"], mine[learned.feedback_id]["unlearned_in"]) == \
+        ("rejected", report["version"])
+
+
+def _small() -> Path:
+    from moss.inference.models import resolve
+    return resolve("small")
 
 
 def learn_dir(server: ServerProcess) -> Path:

@@ -16,7 +16,7 @@ def store(request, tmp_path):
         base = request.getfixturevalue("postgres_url")
         s = Store(base)
         with s.engine.begin() as conn:  # each test starts from empty tables
-            conn.execute(text("TRUNCATE users, api_keys, conversations, messages, feedback, "
+            conn.execute(text("TRUNCATE users, api_keys, conversations, messages, feedback, feedback_events, "
                               "model_versions CASCADE"))
     s.register_version("m@base", "m", "/models/m.gguf")
     yield s
@@ -121,4 +121,4 @@ def test_unknown_conversation_id_is_a_lookup_error(store):
 def test_migrations_are_idempotent(store):
     store.migrate()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"  # the newest
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"  # the newest

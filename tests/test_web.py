@@ -182,6 +182,40 @@ def test_feedback_of_every_kind_survives_a_reload(page, server):
     assert "flag" not in kinds()
 
 
+def test_an_admin_reviews_feedback_and_its_author_sees_where_it_stands(page, server):
+    """The server's own user is its admin (no --auth, on this machine): the page shows the review."""
+    ask(page, "Who founded the Quorvane Library?")
+    last_answer(page).locator("[data-testid=better]").click()
+    page.fill("[data-testid=correction-input]", "The Quorvane Library was founded by Elsbeth Marrow.")
+    page.click("[data-testid=save-correction]")
+    standing = page.wait_for_selector("[data-testid=standing-correction]")
+    assert standing.get_attribute("data-state") == "pending" and "pending" in standing.inner_text()
+    feedback_id = next(f["id"] for m in conversation(server, page)["messages"] for f in m["feedback"])
+
+    page.click("[data-testid=review-open]")
+    item = page.wait_for_selector(f"[data-testid=review-item][data-id='{feedback_id}']")
+    assert "Elsbeth Marrow" in item.inner_text() and "Who founded the Quorvane Library?" in item.inner_text()
+    shot(page, "review")
+    page.fill(f"[data-testid=review-item][data-id='{feedback_id}'] [data-testid=reject-reason]", "made up")
+    page.click(f"[data-testid=review-item][data-id='{feedback_id}'] [data-testid=reject]")
+    page.wait_for_selector(f"[data-testid=review-item][data-id='{feedback_id}']", state="detached")  # decided
+    page.select_option("[data-testid=review-state]", "rejected")
+    item = page.wait_for_selector(f"[data-testid=review-item][data-id='{feedback_id}'][data-state=rejected]")
+    assert "made up" in item.inner_text()
+    page.click("[data-testid=review-close]")
+
+    page.click("[data-testid=my-feedback]")  # its author's own list
+    mine = page.wait_for_selector(f"[data-testid=review-item][data-id='{feedback_id}']")
+    assert mine.get_attribute("data-state") == "rejected" and not page.is_visible("[data-testid=review-state]")
+    page.click("[data-testid=review-close]")
+    conv_id = page.evaluate("S.conv.id")
+    page.reload()
+    page.wait_for_selector(f"#conversations li[data-id='{conv_id}'] .title")
+    page.click(f"#conversations li[data-id='{conv_id}'] .title")
+    standing = page.wait_for_selector("[data-testid=standing-correction]")
+    assert standing.get_attribute("data-state") == "rejected" and "made up" in standing.inner_text()
+
+
 def test_regenerate_and_edit_make_branches(page, server):
     ask(page, "Name a fruit.")
     first_answer = last_answer(page).get_attribute("data-id")

@@ -32,7 +32,7 @@ class Candidate:
 
 def serve(engine: Engine, c: Candidate, log: Log) -> None:
     """Serve candidate `c` in the cycle's own engine, once the server is idle."""
-    busy.wait_for_idle(log)
+    busy.wait_for_idle(log, limit=busy.PATIENCE)
     engine.set_adapter(Path(c.path), f"candidate e{c.epoch}")
 
 

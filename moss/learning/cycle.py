@@ -1,6 +1,9 @@
 """One learning cycle, as typed stages: data -> wordings -> training -> candidates ->
-verification -> promotion. Feedback not yet learned becomes a LoRA adapter that serves only if
-it passes every check.
+verification -> promotion. Accepted feedback not yet learned becomes a LoRA adapter that serves
+only if it passes every check. The data stage first lets the trust policy decide pending
+feedback (trust.py); when the serving version holds something it must forget (rejected,
+withdrawn, superseded: ledger.py), the new adapter is trained afresh on everything else, and
+verification asks that the forgotten answers are no longer stated.
 
 A cycle writes nothing anyone sees until its very end: files go to versions/<id>.partial and the
 store learns of the version in one transaction (serving, or failed with its reasons). A crash or
@@ -18,7 +21,7 @@ from typing import Callable
 from moss import busy, paths
 from moss.inference.engine import Engine
 from moss.inference.loading import open_engine
-from moss.learning import anchors, candidates, datasets, taught, verify, versions
+from moss.learning import anchors, candidates, datasets, ledger, taught, trust, verify, versions
 from moss.learning.candidates import Candidate
 from moss.learning.data import build
 from moss.learning.datasets import Judged
@@ -26,6 +29,7 @@ from moss.learning.examples import Data, HyperParams
 from moss.learning.options import Options
 from moss.learning.pairs import Tokens
 from moss.learning.taught import Taught
+from moss.learning.trust import Policy
 from moss.learning.versions import LearnError, versions_dir
 from moss.learning.wordings import split, wordings
 from moss.progress import check_interrupt
@@ -44,8 +48,16 @@ class Lesson:
     items: list[Judged]  # feedback not yet learned
     new: list[Taught]  # the corrections among them
     judged: list[str]  # keys of the ratings and comparisons among them
-    records: list[TrainingRecord]  # pending records of teachers and judges
-    earlier: list[Taught]  # items the parent and its ancestors learned
+    records: list[TrainingRecord]  # pending records of teachers and judges (and learned ones, when fresh)
+    earlier: list[Taught]  # items the parent and its ancestors learned, and keep
+    forget: dict[str, str] = field(default_factory=dict)  # keys the parent holds and must not, with why
+    forgotten: list[Taught] = field(default_factory=list)  # the corrections among them, asked in verification
+
+    @property
+    def fresh(self) -> bool:
+        """Train from a fresh adapter (not the parent's): the only way to be sure a forgotten
+        item leaves nothing behind. What is kept is trained again."""
+        return bool(self.forget)
 
 
 @dataclass
@@ -60,6 +72,7 @@ class Report:
     chosen: Candidate | None = None
     general: dict = field(default_factory=dict)  # per language: base, parent, candidate
     regression: dict = field(default_factory=dict)
+    unlearned: dict = field(default_factory=dict)  # items forgotten, and those still stated
     seconds: dict = field(default_factory=dict)  # per stage, and the total
 
 
@@ -95,21 +108,23 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log)
     start, report = time.perf_counter(), Report()
     stages = Stages(report, log)
     stages.enter("data")
-    lesson = gather(store, base, base_path, options)
+    lesson = gather(store, base, base_path, options, log)
     report.version, report.parent = lesson.version, lesson.parent.id
     work = versions_dir() / f"{lesson.version}.partial"
     work.mkdir(parents=True)
     log(f"learning {lesson.version} from {lesson.parent.id}: {len(lesson.new)} correction(s), "
-        f"{len(lesson.items) - len(lesson.new)} other judgment(s), {len(lesson.earlier)} earlier item(s) to keep")
+        f"{len(lesson.judged)} other judgment(s), {len(lesson.earlier)} earlier item(s) to keep"
+        + (f", {len(lesson.forget)} to forget (trained afresh)" if lesson.fresh else ""))
     engine = open_engine(str(base_path), name=base, context_size=2048, parallel=4, threads=options.threads)
     try:
-        busy.wait_for_idle(log)
+        busy.wait_for_idle(log, limit=busy.PATIENCE)
         steady = anchors.answers(engine, anchors_cache(base_path))  # the base model's: no drift over versions
         _serve_parent(store, engine, lesson.parent, options, work, report)
         stages.enter("wordings")
         reword(engine, lesson.new, options, log)
+        replay, rows = (1 + options.train_wordings, 10**6) if lesson.fresh else (options.replay, options.replay_rows)
         data = build(Tokens(engine), lesson.new, lesson.earlier, lesson.items, steady, lesson.records, store,
-                     options.replay, options.replay_rows)
+                     replay, rows)
         report.data = {"taught": len(lesson.new), "sft": len(data.sft), "dpo": len(data.dpo),
                        "kto": len(data.kto), "earlier": len(lesson.earlier), "anchors": len(steady),
                        **{f"from {s}": n for s, n in Counter(r.source for r in lesson.records).items()}}
@@ -118,30 +133,43 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log)
         stages.enter("candidates")
         report.chosen = candidates.choose(engine, report.candidates, lesson.earlier, log)
         stages.enter("verification")
-        _verify(engine, options, work, report)
+        _verify(engine, lesson, options, work, report, log)
     finally:
         engine.close()
     stages.enter("promotion")  # a rename and one transaction: its seconds are not worth a row
     report.seconds["total"] = round(time.perf_counter() - start, 1)
-    return promote(store, report, lesson, work, log)
+    return promote(store, report, lesson, work, log, options.park_after)
 
 
 # ---- stage 1: data ----
 
-def gather(store: Store, base: str, base_path: Path, options: Options) -> Lesson:
-    """Feedback not yet learned by the serving version of `base`; LearnError when too little."""
+def gather(store: Store, base: str, base_path: Path, options: Options, log: Log = print) -> Lesson:
+    """What the next version learns and forgets, after the trust policy has decided pending
+    feedback; LearnError when there is too little."""
     parent = store.serving_version(base) or store.register_version(base, base, str(base_path))
-    learned = versions.learned_keys(store, parent)
-    items = [i for i in datasets.judged(store) if taught.key(i) not in learned and i.message.role == "assistant"]
+    ledger.reconcile(store, parent)
+    trust.review(store, Policy(options.agree, options.check_known), base_path, options.rewriter, options.threads, log)
+    holds = ledger.of(store, parent)
+    items = [i for i in datasets.judged(store, states=("accepted",)) if taught.key(i) not in holds.learned]
     new = taught.from_feedback(items)
     judged = [taught.key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
     records = store.records(status="pending")
-    usable = len(new) + len(judged) + len(records)
+    known = ledger.earlier(store, parent, holds)
+    forget = ledger.to_forget(store, holds, known, new)
+    usable = len(new) + len(judged) + len(records) + len(forget)
     if usable < options.min_items:
         raise LearnError(f"too little new feedback to learn from: {usable} usable item(s), at least "
-                         f"{options.min_items} needed (corrections, ratings, comparisons or moss distill records)")
+                         f"{options.min_items} needed (accepted corrections, ratings, comparisons, moss distill "
+                         f"records, or learned items to forget; see moss feedback review)")
+    if forget:  # trained afresh: the judgments and records the parent learned are trained again
+        kept = set(holds.learned) - set(forget)
+        items += [i for i in datasets.judged(store, states=("learned",))
+                  if taught.key(i) in kept and i.feedback.kind != "correction"]
+        lineage = {v.id for v in versions.lineage(store, parent)}
+        records += [r for r in store.records(status="learned") if r.version_id in lineage]
     number = 1 + sum(1 for v in store.all_versions() if v.base_model == base and v.parent_id)
-    return Lesson(parent, f"{base}@v{number}", items, new, judged, records, versions.earlier(store, parent))
+    return Lesson(parent, f"{base}@v{number}", items, new, judged, records,
+                  [t for t in known if t.key not in forget], forget, [t for t in known if t.key in forget])
 
 
 def anchors_cache(base_path: Path) -> Path:
@@ -205,6 +233,7 @@ def train(engine: Engine, base_path: Path, data: Data, lesson: Lesson, options: 
     from moss.learning import adapters, trainer
     from moss.progress import track
     hp = HyperParams(epochs=max(options.epochs), learning_rate=options.learning_rate)
+    turns = busy.Turns(options.share, log)
     log(f"training a LoRA adapter ({hp.label()}) on {len(data)} examples…")
     tokens, everything, found = Tokens(engine), lesson.new + lesson.earlier, []
 
@@ -227,9 +256,9 @@ def train(engine: Engine, base_path: Path, data: Data, lesson: Lesson, options: 
         def progress(step: int, total: int, loss: float) -> None:
             bar.resize(total)
             bar.advance(1)
-            busy.wait_for_idle(log)  # people being served come first
+            turns.between_steps()  # people being served come first, up to training's share
         trainer.train(base_path, data, hp, progress, threads=options.threads, checkpoint_epochs=set(options.epochs),
-                      start=_parent_state(lesson.parent), enough=enough)
+                      start=None if lesson.fresh else _parent_state(lesson.parent), enough=enough)
     return found
 
 
@@ -243,26 +272,51 @@ def _parent_state(parent: ModelVersion):
 
 # ---- stage 5: verification ----
 
-def _verify(engine: Engine, options: Options, work: Path, report: Report) -> None:
-    """Pass or fail the chosen candidate: taught items, earlier items, then the general suite
-    (asked only of a candidate that passed the others)."""
+def _verify(engine: Engine, lesson: Lesson, options: Options, work: Path, report: Report, log: Log) -> None:
+    """Pass or fail the chosen candidate: taught items, earlier items, forgotten items no longer
+    stated, then the general suite (asked only of a candidate that passed the others)."""
     best = report.chosen
     if best.kept or best.regressed:
         report.regression = {"items": best.kept + len(best.regressed), "kept": best.kept}
-    report.reasons = verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin)
+    stated = []
+    if lesson.forget:
+        stated = _still_stated(engine, best, lesson.forgotten, log)
+        report.unlearned = {"items": len(lesson.forget), "asked": len(lesson.forgotten), "stated": stated}
+
+    def verdict() -> list[str]:
+        return verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin, stated)
+    report.reasons = verdict()
     if "parent" not in report.general or report.reasons:
         return
     engine.set_adapter(Path(best.path), "candidate")
     report.general["candidate"] = verify.general(engine, work / "general-candidate.json")
-    report.reasons = verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin)
+    report.reasons = verdict()
+
+
+def _still_stated(engine: Engine, best: Candidate, forgotten: list[Taught], log: Log) -> list[str]:
+    """Keys of forgotten corrections the candidate still states, in the original or a held-back wording."""
+    if not forgotten:
+        return []
+    candidates.serve(engine, best, log)
+    asked = verify.probe(engine, forgotten, label="asking what was forgotten")
+    stated = [o.key for o in asked if o.original or o.paraphrases > 0]
+    log(f"{len(forgotten) - len(stated)}/{len(forgotten)} forgotten item(s) no longer stated")
+    return stated
 
 
 # ---- stage 6: promotion ----
 
-def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log) -> Report:
+def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log,
+            park_after: int = Options.park_after) -> Report:
     """Record the version: promoted with its files, or failed with its reasons (files dropped).
-    What it learned: the taught items it answers right, and the ratings and comparisons."""
+    What it learned: the taught items it answers right, and the ratings and comparisons; what it
+    unlearned: the items it was to forget. A version whose parent no longer serves (rolled back
+    while it trained) fails: it would bring back what the rollback took away."""
     chosen = report.chosen
+    serving = store.serving_version(lesson.parent.base_model)
+    if serving is not None and serving.id != report.parent:
+        report.reasons.append(f"{report.parent} no longer serves ({serving.id} does): it was rolled back while "
+                              "this cycle ran")
     report.status = "failed" if report.reasons else "serving"
     final = versions_dir() / report.version
     details = {"report": asdict(report), "general": report.general.get("candidate"),
@@ -276,6 +330,7 @@ def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log) 
         (work / "taught.json").write_text(json.dumps([asdict(t) for t in learned], ensure_ascii=False, indent=1),
                                           encoding="utf-8")
         details["learned"] = [t.key for t in learned] + lesson.judged
+        details["unlearned"] = lesson.forget
         path = str(final / Path(chosen.path).name)
     else:  # the weights go; what the checks saw stays, to read why it failed
         for f in work.iterdir():
@@ -284,11 +339,33 @@ def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log) 
         path = ""
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
-    store.add_version(ModelVersion(id=report.version, base_model=lesson.parent.base_model, parent_id=report.parent,
-                                   path=path, status=report.status, details=details))
+    version = store.add_version(ModelVersion(id=report.version, base_model=lesson.parent.base_model,
+                                             parent_id=report.parent, path=path, status=report.status, details=details))
+    if version.status != report.status:  # rolled back in the moment since the check above
+        report.status = "failed"
+        report.reasons.append(version.details["stale"])
     if report.status == "serving":
         store.mark_learned([r.id for r in lesson.records], report.version)
         log(f"{report.version} passed verification and now serves")
     else:
         log(f"{report.version} failed verification and was discarded: " + "; ".join(report.reasons))
+    _tally(store, lesson, report, park_after)
+    ledger.reconcile(store, store.serving_version(lesson.parent.base_model))
     return report
+
+
+def _tally(store: Store, lesson: Lesson, report: Report, park_after: int) -> None:
+    """Count a try for each accepted correction this cycle did not learn; park those that reach
+    `park_after`, so one unlearnable item cannot fail every later cycle."""
+    learned = set(report.chosen.passed_keys) if report.status == "serving" else set()
+    rows = {j.feedback.id: j.feedback for j in store.judgments(ids={taught.feedback_id(t.key) for t in lesson.new})}
+    for t in lesson.new:
+        row = rows.get(taught.feedback_id(t.key))
+        if t.key in learned or row is None or row.state != "accepted":
+            continue
+        tries = row.attempts + 1
+        if tries >= park_after:
+            store.decide(row.id, "parked", f"not learned in {tries} cycles: an admin can accept it to try again",
+                         report.version, attempts=tries)
+        else:
+            store.decide(row.id, "accepted", row.reason, report.version, attempts=tries)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from moss.lang import detect
 from moss.store import Store
-from moss.store.schema import Feedback, Message
+from moss.store.schema import FEEDBACK_STATES, Feedback, Message
 
 FORMATS = ("sft", "dpo", "kto", "sharegpt")
 
@@ -30,10 +30,12 @@ class Judged:
         return detect(asked[-1] if asked else self.message.content)
 
 
-def judged(store: Store, since: datetime | None = None, lang: str | None = None) -> list[Judged]:
+def judged(store: Store, since: datetime | None = None, lang: str | None = None,
+           states: tuple[str, ...] = ()) -> list[Judged]:
+    """Feedback with its answer and conversation (since a time, in one language, in some states)."""
     contexts: dict[str, list[dict]] = {}  # by parent id: siblings share their context
     items = []
-    for feedback, message in store.all_feedback(since):
+    for feedback, message in store.all_feedback(since, states):
         if message.parent_id not in contexts:
             contexts[message.parent_id] = store.context(message)
         item = Judged(feedback, message, contexts[message.parent_id])
@@ -109,8 +111,8 @@ def sharegpt(items: list[Judged]) -> list[dict]:
 
 
 def export(store: Store, fmt: str, since: datetime | None = None, lang: str | None = None) -> list[dict]:
-    """The records of one format, from all feedback (since a time, in one language)."""
-    items = judged(store, since, lang)
+    """The records of one format, from all feedback not rejected (since a time, in one language)."""
+    items = judged(store, since, lang, states=tuple(s for s in FEEDBACK_STATES if s != "rejected"))
     if fmt == "sft":
         return sft(items)
     if fmt == "dpo":

@@ -29,6 +29,14 @@ class Options:
     replay_rows: int = 160
     threads: int | None = None
     general_check: bool = True
+    # The trust policy (trust.py): people who must give the same correction when none is
+    # trusted, and whether corrections are checked against what the base model and teacher know.
+    agree: int = 2
+    check_known: bool = True
+    park_after: int = 2  # cycles an accepted item may go unlearned before it is parked for review
+    # Training's guaranteed share of the time while the server is busy (busy.Turns): training
+    # otherwise waits for idle moments, and under steady traffic a cycle would never end.
+    share: float = 0.25
 
 
 def rising(epochs: list[int] | tuple[int, ...]) -> bool:

@@ -2,9 +2,11 @@
 and those held back for verification."""
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from moss.lang import detect
 from moss.learning.datasets import Judged
+from moss.store.schema import Feedback
 
 
 @dataclass
@@ -22,10 +24,36 @@ class Taught:
         return [*self.context, {"role": "user", "content": wording}]
 
 
-def key(item: Judged) -> str:
+def key(item: Judged | Feedback) -> str:
     """A piece of feedback as learned: its id and when it was last changed (an edited
     correction is new again)."""
-    return f"{item.feedback.id}@{item.feedback.updated_at.isoformat()}"
+    feedback = item.feedback if isinstance(item, Judged) else item
+    return f"{feedback.id}@{_utc(feedback.updated_at).isoformat()}"
+
+
+def normal(key: str) -> str:
+    """A key as key() writes it now: keys stored before were written with the time as the
+    database returned it (with or without its UTC offset)."""
+    feedback, _, stamp = key.partition("@")
+    try:
+        return f"{feedback}@{_utc(datetime.fromisoformat(stamp)).isoformat()}"
+    except ValueError:
+        return key
+
+
+def _utc(t: datetime) -> datetime:
+    """The same instant with no offset: SQLite returns times without one, PostgreSQL with."""
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def feedback_id(key: str) -> int:
+    """The feedback a key was made from."""
+    return int(key.split("@", 1)[0])
+
+
+# Messages before the question a correction is taught (and stored, in the version's
+# taught.json) with: the exchange a follow-up question may lean on, and no more of the conversation.
+CONTEXT = 2
 
 
 def from_feedback(items: list[Judged]) -> list[Taught]:
@@ -34,6 +62,6 @@ def from_feedback(items: list[Judged]) -> list[Taught]:
     for item in items:
         if item.feedback.kind == "correction" and item.context and item.context[-1]["role"] == "user":
             question = item.context[-1]["content"]
-            out.append(Taught(key(item), item.context[:-1], question, item.feedback.value["content"],
+            out.append(Taught(key(item), item.context[:-1][-CONTEXT:], question, item.feedback.value["content"],
                               "zh" if detect(question) == "zh" else "en", item.message.content))
     return out

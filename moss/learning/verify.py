@@ -84,14 +84,18 @@ def summary(outcomes: list[Outcome]) -> dict:
     return out
 
 
-def verdict(learned: float, lost: list[str], general: dict, min_taught: float, margin: float) -> list[str]:
+def verdict(learned: float, lost: list[str], general: dict, min_taught: float, margin: float,
+            stated: list[str] = ()) -> list[str]:
     """Why the chosen candidate may not serve (empty when it may): it learned too small a share
-    of the taught items, lost items taught before, or dropped on the general suite."""
+    of the taught items, lost items taught before, still states what it was to forget, or
+    dropped on the general suite."""
     reasons = []
     if learned < min_taught:
         reasons.append(f"only {learned:.0%} of the taught items were learned (at least {min_taught:.0%} needed)")
     if lost:
         reasons.append(f"{len(lost)} item(s) taught before are no longer answered right")
+    if stated:
+        reasons.append(f"{len(stated)} item(s) to forget are still stated")
     if "candidate" in general:
         reasons += general_drops(general, margin)
     return reasons

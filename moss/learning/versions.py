@@ -1,11 +1,10 @@
 """Model versions on disk and in the store: the version folders and the cycle's lock, a
-version's lineage and what it learned, rolling back, and serving a version in an engine.
+version's lineage, and serving a version in an engine (what a version holds: ledger.py).
 
 A cycle writes into versions/<id>.partial and renames it when the store records the version, so
 a crash leaves at most a partial folder, which the next cycle removes."""
 
 import fcntl
-import json
 import shutil
 import sys
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from typing import Callable, Iterator
 
 from moss import paths
 from moss.inference.engine import Engine, EngineError
-from moss.learning.taught import Taught
 from moss.store import Store
 from moss.store.schema import ModelVersion
 
@@ -57,35 +55,9 @@ def lineage(store: Store, version: ModelVersion) -> list[ModelVersion]:
     return out
 
 
-def learned_keys(store: Store, parent: ModelVersion) -> set[str]:
-    """Feedback the served version already learned (after a rollback, the rolled-back
-    version's feedback is pending again)."""
-    return {key for v in lineage(store, parent) for key in v.details.get("learned", [])}
-
-
-def earlier(store: Store, parent: ModelVersion) -> list[Taught]:
-    """Items learned by the parent and its ancestors: the regression set, and replayed in training."""
-    out = []
-    for version in lineage(store, parent):
-        data = versions_dir() / version.id / "taught.json"
-        if data.exists():
-            out += [Taught(**t) for t in json.loads(data.read_text(encoding="utf-8"))]
-    return out
-
-
 def state_path(adapter: Path) -> Path:
     """The LoRA weights beside an adapter GGUF, kept so the next version continues from them."""
     return adapter.with_suffix(".safetensors")
-
-
-def rollback(store: Store, base: str, version_id: str | None = None) -> ModelVersion:
-    """Serve an earlier version at once: the named one, or the serving version's parent."""
-    if version_id is None:
-        current = store.serving_version(base)
-        if current is None or not current.parent_id:
-            raise LearnError(f"{base} serves its base model: there is nothing to roll back")
-        version_id = current.parent_id
-    return store.promote(version_id)
 
 
 def serve(engine: Engine, version: ModelVersion) -> None:

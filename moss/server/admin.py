@@ -1,5 +1,5 @@
-"""The admin API: start a learning cycle, list model versions, roll back; and the server's
-housekeeping thread that follows the store's serving version and shares the cores with learning."""
+"""The admin API: review feedback (accept, reject), start a learning cycle, list model
+versions, roll back; and the server's housekeeping thread that follows the store's serving version and shares the cores with learning."""
 
 import os
 import subprocess
@@ -14,10 +14,12 @@ from pydantic import BaseModel, field_validator
 
 from moss import busy
 from moss.inference.engine import Engine
-from moss.learning import versions
+from moss.learning import ledger, review, versions
 from moss.learning.options import Options, rising
 from moss.learning.versions import LearnError
-from moss.server.errors import ApiError
+from moss.server.api_types import Decision, FeedbackEntries, FeedbackEntry
+from moss.server.errors import ApiError, found
+from moss.store.schema import FEEDBACK_STATES
 from moss.store import Store, StoreError
 
 DEFAULTS = Options()
@@ -114,11 +116,28 @@ def router(engine: Engine, store: Store, caller: Callable, learner: Learner) -> 
     @api.post("/rollback", response_model=VersionOut, summary="Serve an earlier version now")
     def rollback(body: RollbackIn, _who=Depends(admin)):
         try:
-            version = versions.rollback(store, engine.model, body.version)
+            version = ledger.rollback(store, engine.model, body.version)
         except (StoreError, LearnError) as exc:
             raise ApiError(400, str(exc), param="version")
         versions.follow(engine, store)  # now, not at the next poll
         return VersionOut.model_validate(version, from_attributes=True)
+
+    @api.get("/feedback", response_model=FeedbackEntries, summary="Feedback to review, newest first")
+    def feedback(state: str = ",".join(review.ATTENTION), _who=Depends(admin)):
+        states = () if state == "all" else tuple(s.strip() for s in state.split(","))
+        if set(states) - set(FEEDBACK_STATES):
+            raise ApiError(400, f"state takes {', '.join(FEEDBACK_STATES)} (comma-separated) or all", param="state")
+        return FeedbackEntries(data=review.entries(store, states))
+
+    @api.post("/feedback/{feedback_id}/accept", response_model=FeedbackEntry,
+              summary="Accept: the next cycle learns it, whatever the automatic checks said")
+    def accept(feedback_id: int, who=Depends(admin)):
+        return found(lambda: review.accept(store, feedback_id, who.user.name))
+
+    @api.post("/feedback/{feedback_id}/reject", response_model=FeedbackEntry,
+              summary="Reject, learned or not: never learned, and unlearned by the next cycle")
+    def reject(feedback_id: int, body: Decision, who=Depends(admin)):
+        return found(lambda: review.reject(store, feedback_id, who.user.name, body.reason))
 
     @api.post("/learn", response_model=LearnStatus, status_code=202,
               summary="Start a learning cycle on the feedback not yet learned")

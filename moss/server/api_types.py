@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from moss.learning.review import Entry as FeedbackEntry  # one type for the page, the API and the CLI
+
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -175,11 +177,29 @@ FeedbackIn = Annotated[Union[RatingIn, CorrectionIn, ComparisonIn, FlagIn], Fiel
 
 
 class FeedbackOut(BaseModel):
+    id: int
     message_id: str
     kind: str
     value: dict[str, Any]
+    # pending -> accepted / held (for an admin's review) / rejected -> learned (-> unlearned), or
+    # parked (not learned in repeated cycles); `reason` says why, for the person who gave it.
+    state: str
+    reason: str
+    learned_in: str | None = None  # the model version that learned it
+    unlearned_in: str | None = None  # the version that removed it again
     created_at: datetime
     updated_at: datetime
+
+
+class FeedbackEntries(BaseModel):
+    """Feedback with what it judged: for its author (GET /v1/feedback) and for an admin's review
+    (GET /v1/admin/feedback), with the base model's and the teacher's answers."""
+    object: Literal["list"] = "list"
+    data: list[FeedbackEntry]
+
+
+class Decision(BaseModel):
+    reason: str = Field("", max_length=2000, description="Why (a rejection's reason is shown to its author)")
 
 
 class FeedbackList(BaseModel):
@@ -232,6 +252,7 @@ class SessionIn(BaseModel):
 class SessionOut(BaseModel):
     user: str | None  # None once signed out
     auth: bool  # whether this server asks for keys
+    admin: bool = False  # may review feedback (the page shows its review view)
 
 
 class Health(BaseModel):

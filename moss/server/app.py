@@ -13,13 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from moss.inference import models
 from moss.inference.engine import Engine, Sampling
-from moss.learning import versions
+from moss.learning import review, versions
 from moss.server import admin
 from moss.server.access import COOKIE, Access, Exposure, Limits, is_loopback
 from moss.server.api_types import (ChatCompletion, ChatMessage, ChatRequest, ConversationCreate,
                                    ConversationDetail, ConversationList, ConversationRename,
-                                   ConversationSummary, Deleted, ErrorResponse, FeedbackIn, FeedbackList,
-                                   FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList, SessionIn,
+                                   ConversationSummary, Deleted, ErrorResponse, FeedbackEntries, FeedbackIn,
+                                   FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList, SessionIn,
                                    SessionOut, StoredMessage)
 from moss.server.errors import ApiError, found, install_handlers
 from moss.server.exchange import Exchange
@@ -168,6 +168,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             raise ApiError(400, str(exc), param="kind")
         return FeedbackOut.model_validate(row, from_attributes=True)
 
+    @app.get("/v1/feedback", response_model=FeedbackEntries, responses=ERRORS,
+             summary="Your feedback, newest first, with where each stands (pending, learned in v3...) and why")
+    def my_feedback(who: Caller = Depends(api_caller)):
+        return FeedbackEntries(data=review.entries(store, user_id=who.user.id))
+
     @app.get("/v1/messages/{message_id}/feedback", response_model=FeedbackList, responses=ERRORS)
     def list_feedback(message_id: str, who: Caller = Depends(api_caller)):
         found(lambda: store.message(who.user.id, message_id))
@@ -189,11 +194,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         if auth:
             response.set_cookie(COOKIE, body.key.strip(), max_age=30 * 86400, httponly=True,
                                 samesite="strict", secure=request.url.scheme == "https")
-        return SessionOut(user=user.name, auth=auth)
+        return SessionOut(user=user.name, auth=auth, admin=user.admin)
 
     @app.get("/v1/session", response_model=SessionOut, responses=ERRORS, summary="Who the page is signed in as")
     def session(who: Caller = Depends(caller)):
-        return SessionOut(user=who.user.name, auth=auth)
+        return SessionOut(user=who.user.name, auth=auth, admin=who.admin)
 
     @app.delete("/v1/session", response_model=SessionOut, summary="Sign the page out")
     def sign_out(response: Response):

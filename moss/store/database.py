@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moss import paths
-from moss.store.schema import ApiKey, Conversation, Feedback, Message, ModelVersion, TrainingRecord, User, now
+from moss.store.schema import (FEEDBACK_STATES, ApiKey, Conversation, Feedback, FeedbackEvent, Message, ModelVersion,
+                               TrainingRecord, User, now)
 
 LOCAL_USER = "local"  # the single user of a server running without --auth
 # What one message may add to the database. A client can send megabytes of history with every
@@ -83,26 +84,78 @@ def stored_text(content: str, limit: int) -> str:
     return content[:limit] + f"\n…[{len(content) - limit} more characters not stored]"
 
 
+@dataclass
+class Judgment:
+    """A piece of feedback with the answer it judges and its author (for review and listings)."""
+    feedback: Feedback
+    message: Message
+    author: User
+
+
+NOT_GIVEN = "only answers Moss gave can be rated or corrected (this one was written into the history by the client)"
+
+
 class FeedbackStore:
-    """Judgments of answers (mixed into Store below): one of each kind per person and message."""
+    """Judgments of answers (mixed into Store below): one of each kind per person and message,
+    each with its state and the history of how it got there."""
 
     def set_feedback(self, user_id: int, message_id: str, kind: str, value: dict) -> Feedback:
-        """Record or change a judgment of an assistant message."""
+        """Record or change a judgment of an answer Moss gave; it is pending until checked."""
         with self.session.begin() as s:
             message = _owned_message(s, user_id, message_id)
             if message.role != "assistant":
                 raise ValueError("feedback applies to assistant messages only")
+            if message.model_version_id is None:  # a client can write any "assistant" turn it likes
+                raise ValueError(NOT_GIVEN)
             if kind == "comparison":
                 other = s.get(Message, value["other_message_id"])
                 if other is None or other.user_id != user_id or other.parent_id != message.parent_id \
-                        or other.role != "assistant" or other.id == message.id:
-                    raise ValueError("a comparison needs another answer to the same question")
+                        or other.role != "assistant" or other.id == message.id or other.model_version_id is None:
+                    raise ValueError("a comparison needs another answer Moss gave to the same question")
             row = _feedback_row(s, user_id, message_id, kind)
             if row is None:
                 row = Feedback(message_id=message_id, user_id=user_id, kind=kind)
                 s.add(row)
-            row.value, row.updated_at = value, now()
+            elif row.value == value:
+                return row  # the same judgment again: nothing changes, not even its place in the queue
+            row.value, row.updated_at, row.attempts, row.checks = value, now(), 0, {}
+            s.flush()
+            _step(s, row, "pending", "new: checked before the next learning cycle", s.get(User, user_id).name)
             return row
+
+    def decide(self, feedback_id: int, state: str, reason: str, actor: str, **fields) -> Feedback:
+        """Move feedback to `state`, saying why and who decided (a user, "policy" or a version);
+        `fields` sets learned_in, unlearned_in, attempts or checks on the way."""
+        if state not in FEEDBACK_STATES:
+            raise ValueError(f"unknown feedback state '{state}'")
+        with self.session.begin() as s:
+            row = s.get(Feedback, feedback_id)
+            if row is None:
+                raise LookupError(f"no feedback {feedback_id}")
+            for name, value in fields.items():
+                setattr(row, name, value)
+            if (row.state, row.reason) != (state, reason):
+                _step(s, row, state, reason, actor)
+            return row
+
+    def judgments(self, states: tuple[str, ...] = (), user_id: int | None = None,
+                  ids: set[int] | None = None) -> list[Judgment]:
+        """Feedback with its answer and author, oldest first: in some states, by one author, or by id."""
+        with self.session() as s:
+            stmt = (select(Feedback, Message, User).join(Message, Feedback.message_id == Message.id)
+                    .join(User, Feedback.user_id == User.id))
+            if states:
+                stmt = stmt.where(Feedback.state.in_(states))
+            if user_id is not None:
+                stmt = stmt.where(Feedback.user_id == user_id)
+            if ids is not None:
+                stmt = stmt.where(Feedback.id.in_(ids))
+            return [Judgment(f, m, u) for f, m, u in s.execute(stmt.order_by(Feedback.updated_at, Feedback.id))]
+
+    def history(self, feedback_id: int) -> list[FeedbackEvent]:
+        with self.session() as s:
+            return list(s.scalars(select(FeedbackEvent).where(FeedbackEvent.feedback_id == feedback_id)
+                                  .order_by(FeedbackEvent.id)))
 
     def withdraw_feedback(self, user_id: int, message_id: str, kind: str) -> None:
         with self.session.begin() as s:
@@ -121,12 +174,15 @@ class FeedbackStore:
                 out.setdefault(row.message_id, []).append(row)
         return out
 
-    def all_feedback(self, since: datetime | None = None) -> list[tuple[Feedback, Message]]:
-        """Every user's feedback with its message, oldest first (for datasets)."""
+    def all_feedback(self, since: datetime | None = None,
+                     states: tuple[str, ...] = ()) -> list[tuple[Feedback, Message]]:
+        """Every user's feedback with its message, oldest first (for datasets); only in `states` if given."""
         with self.session() as s:
             stmt = select(Feedback, Message).join(Message, Feedback.message_id == Message.id)
             if since is not None:
                 stmt = stmt.where(Feedback.updated_at >= since)
+            if states:
+                stmt = stmt.where(Feedback.state.in_(states))
             return [(f, m) for f, m in s.execute(stmt.order_by(Feedback.updated_at, Feedback.id))]
 
     def messages_by_id(self, ids: set[str]) -> dict[str, Message]:
@@ -168,13 +224,13 @@ class Store(FeedbackStore):
 
     # ---- users and keys ----
 
-    def add_user(self, name: str, rate_limit: int | None = None,
-                 daily_tokens: int | None = None, admin: bool = False) -> tuple[User, str]:
+    def add_user(self, name: str, rate_limit: int | None = None, daily_tokens: int | None = None,
+                 admin: bool = False, trusted: bool = False) -> tuple[User, str]:
         """A new user and their first API key (shown once: only its hash is kept)."""
         with self.session.begin() as s:
             if s.scalar(select(User).where(User.name == name)):
                 raise StoreError(f"user '{name}' already exists")
-            user = User(name=name, rate_limit=rate_limit, daily_tokens=daily_tokens, admin=admin)
+            user = User(name=name, rate_limit=rate_limit, daily_tokens=daily_tokens, admin=admin, trusted=trusted)
             s.add(user)
             s.flush()
             key = self._new_key(s, user)
@@ -197,9 +253,28 @@ class Store(FeedbackStore):
                     .scalar_subquery())
             return [(u, n) for u, n in s.execute(select(User, keys).order_by(User.id))]
 
-    def set_disabled(self, name: str, disabled: bool = True) -> None:
+    def set_disabled(self, name: str, disabled: bool = True, reject_feedback: bool = False) -> int:
+        """Disable (or enable) a user; with `reject_feedback`, reject all their feedback not yet
+        learned. Returns how many were rejected."""
         with self.session.begin() as s:
-            self._user(s, name).disabled = disabled
+            user = self._user(s, name)
+            user.disabled = disabled
+            if not reject_feedback:
+                return 0
+            rows = list(s.scalars(select(Feedback).where(Feedback.user_id == user.id,
+                                                         Feedback.state.in_(("pending", "accepted", "held", "parked")))))
+            for row in rows:
+                _step(s, row, "rejected", "its author was disabled", "admin")
+            return len(rows)
+
+    def set_trusted(self, name: str, trusted: bool = True) -> None:
+        """A trusted user's corrections need no second person's agreement (the other checks stay)."""
+        with self.session.begin() as s:
+            self._user(s, name).trusted = trusted
+
+    def user(self, name: str) -> User:
+        with self.session() as s:
+            return self._user(s, name)
 
     @staticmethod
     def _user(s: Session, name: str) -> User:
@@ -245,10 +320,20 @@ class Store(FeedbackStore):
             return version
 
     def add_version(self, version: ModelVersion) -> ModelVersion:
-        """Record a trained version (serving or failed) in one transaction."""
+        """Record a trained version (serving or failed) in one transaction. One that was to serve
+        but whose parent no longer serves (rolled back while it trained) is recorded as failed:
+        it holds what the rollback took away."""
         with self.session.begin() as s:
             if version.status == "serving":
-                self._retire(s, version.base_model)
+                current = s.scalar(select(ModelVersion).where(ModelVersion.base_model == version.base_model,
+                                                              ModelVersion.status == "serving")
+                                   .order_by(ModelVersion.created_at.desc()).limit(1))
+                if current is not None and current.id != version.parent_id:
+                    version.status, version.path = "failed", ""
+                    version.details = {**version.details, "stale": f"its parent {version.parent_id} no longer "
+                                                                   f"serves ({current.id} does): rolled back while it trained"}
+                else:
+                    self._retire(s, version.base_model)
             s.add(version)
             return version
 
@@ -434,6 +519,13 @@ def _owned_message(s: Session, user_id: int, message_id: str) -> Message:
     if message is None or message.user_id != user_id:  # others' look like missing
         raise LookupError(f"no message '{message_id}'")
     return message
+
+
+def _step(s: Session, row: Feedback, state: str, reason: str, actor: str) -> None:
+    """A state change and its line in the feedback's history, in the caller's transaction."""
+    row.state, row.reason = state, reason
+    s.flush()  # a new row needs its id for the history
+    s.add(FeedbackEvent(feedback_id=row.id, state=state, reason=reason, actor=actor))
 
 
 def _feedback_row(s: Session, user_id: int, message_id: str, kind: str) -> Feedback | None:

@@ -1,4 +1,5 @@
-"""The database tables: users, API keys, conversations, messages, feedback, model versions."""
+"""The database tables: users, API keys, conversations, messages, feedback and its history,
+model versions, training records."""
 
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +22,7 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     admin: Mapped[bool] = mapped_column(Boolean, default=False)  # may start learning, switch versions
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False)  # corrections need no second person
     rate_limit: Mapped[int | None] = mapped_column(Integer)  # requests per minute; None: server default
     daily_tokens: Mapped[int | None] = mapped_column(Integer)  # None: server default
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
@@ -87,19 +89,41 @@ class Message(Base):
                       Index("ix_messages_user_created", "user_id", "created_at"))
 
 
+FEEDBACK_STATES = ("pending", "accepted", "held", "rejected", "learned", "parked")
+
+
 class Feedback(Base):
-    """A person's judgment of an assistant message: rating, correction, comparison or flag."""
+    """A person's judgment of an assistant message: rating, correction, comparison or flag, and
+    where it stands: pending -> accepted / held for review / rejected -> learned in a version
+    (-> unlearned in a later one, once rejected). Parked: not learned in repeated cycles."""
     __tablename__ = "feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # rating | correction | comparison | flag
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # FEEDBACK_STATES
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it is in its state, for its author and admins
+    learned_in: Mapped[str | None] = mapped_column(String(200))  # the serving lineage's version that learned it
+    unlearned_in: Mapped[str | None] = mapped_column(String(200))  # the version that removed it again
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # cycles that tried and did not learn it
+    checks: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the base model's and teacher's answers
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
 
     # One judgment of each kind per person and message: changing it updates the row.
     __table_args__ = (UniqueConstraint("message_id", "user_id", "kind", name="uq_feedback_once"),)
+
+
+class FeedbackEvent(Base):
+    """One step in a piece of feedback's history: its new state, why, and who or what decided."""
+    __tablename__ = "feedback_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")  # a user's name, "policy" or a version id
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class TrainingRecord(Base):

@@ -212,6 +212,7 @@ function renderMessage(m) {
   box.append(markdown(m.content || (m.pending ? t("thinking") : "")));
   if (m.pending) return box;
   const fb = Object.fromEntries((m.feedback || []).map((f) => [f.kind, f.value]));
+  const standing = (m.feedback || []).filter((f) => f.kind === "correction" || f.kind === "rating");
   const rating = fb.rating?.rating;
   const button = (label, title, testid, onclick, active = false) =>
     el("button", { type: "button", textContent: label, title, onclick, className: active ? "active" : "", dataset: { testid } });
@@ -232,9 +233,23 @@ function renderMessage(m) {
   box.append(bar);
   if (fb.correction) box.append(el("div", { className: "correction", dataset: { testid: "correction" } },
     el("div", { className: "label", textContent: t("correctionSaved") }), markdown(fb.correction.content)));
+  for (const f of standing) box.append(standingLine(f));
   const panel = { rating: ratingPanel, correction: correctionPanel, compare: comparePanel }[S.open[m.id]];
   if (panel) box.append(panel(m, fb));
   return box;
+}
+
+// Where a piece of feedback stands (pending, held for review, learned in v3...) and why.
+function stateText(f) {
+  let text = t(`states.${f.state}`);
+  if (f.learned_in) text += ` · ${t("learnedIn")} ${f.learned_in}`;
+  if (f.unlearned_in) text += ` · ${t("unlearnedIn")} ${f.unlearned_in}`;
+  return text;
+}
+
+function standingLine(f) {
+  return el("div", { className: `standing ${f.state}`, dataset: { testid: `standing-${f.kind}`, state: f.state } },
+    el("strong", { textContent: `${t(`kinds.${f.kind}`)}: ${stateText(f)}` }), f.reason ? el("span", { className: "note", textContent: ` — ${f.reason}` }) : null);
 }
 
 function toggle(m, panel) { S.open[m.id] = S.open[m.id] === panel ? null : panel; renderThread(); }
@@ -441,6 +456,51 @@ async function loadModels() {
   S.model = models[0]?.id || "moss";
 }
 
+// ---------- feedback review: your own feedback, and (admins) what waits for a decision ----------
+
+async function openReview(admin) {
+  S.review = { admin, state: admin ? "held,parked,pending" : "all" };
+  $("#review").showModal();
+  await loadReview();
+}
+
+async function loadReview() {
+  const r = S.review, list = $("#review-list");
+  $("#review-title").textContent = r.admin ? t("reviewTitle") : t("myFeedback");
+  $("#review-state").hidden = !r.admin;
+  $("#review-state").value = r.state;
+  try {
+    const rows = (await api(r.admin ? `/v1/admin/feedback?state=${encodeURIComponent(r.state)}` : "/v1/feedback")).data;
+    list.replaceChildren(...(rows.length ? rows.map(reviewItem) : [el("p", { className: "note", textContent: t("nothingToReview") })]));
+  } catch (error) { list.replaceChildren(el("p", { className: "error", textContent: error.message })); }
+}
+
+function reviewItem(e) {
+  const taught = e.kind === "correction" ? e.value.content : e.kind === "rating" ? t(`rated.${e.value.rating}`) : JSON.stringify(e.value);
+  const item = el("div", { className: "review-item", dataset: { testid: "review-item", id: String(e.id), state: e.state } },
+    el("div", {}, el("strong", { textContent: `#${e.id} ${t(`kinds.${e.kind}`) || e.kind}: ${stateText(e)}` }),
+      el("span", { className: "note", textContent: ` — ${e.author}` })),
+    e.reason ? el("div", { className: "note", dataset: { testid: "review-reason" }, textContent: e.reason }) : null,
+    el("div", {}, el("span", { className: "label", textContent: `${t("question")}: ` }), e.question),
+    el("div", {}, el("span", { className: "label", textContent: `${t("answered")}: ` }), e.answer),
+    el("div", { className: "correction" }, el("span", { className: "label", textContent: `${t("taught")}: ` }), taught),
+    ...Object.entries(e.checks || {}).map(([who, text]) => el("div", { className: "note", dataset: { testid: "review-check" } }, `${who}: ${text}`)));
+  if (S.review.admin) {
+    const decide = async (verb) => {
+      try {
+        await api(`/v1/admin/feedback/${e.id}/${verb}`, { method: "POST", body: JSON.stringify({ reason: verb === "reject" ? why.value : "" }) });
+        await loadReview();
+      } catch (error) { item.append(el("p", { className: "error", textContent: error.message })); }
+    };
+    const why = el("input", { placeholder: t("rejectReason"), dataset: { testid: "reject-reason" } });
+    item.append(el("div", { className: "row" },
+      e.state === "accepted" ? null : el("button", { type: "button", textContent: t("accept"), dataset: { testid: "accept" }, onclick: () => decide("accept") }),
+      e.state === "rejected" ? null : why,
+      e.state === "rejected" ? null : el("button", { type: "button", textContent: t("reject"), dataset: { testid: "reject" }, onclick: () => decide("reject") })));
+  }
+  return item;
+}
+
 // ---------- sign-in ----------
 
 function showSignIn() {
@@ -451,7 +511,8 @@ function showSignIn() {
 $("#signin-form").onsubmit = async (event) => {
   event.preventDefault();
   try {
-    await api("/v1/session", { method: "POST", body: JSON.stringify({ key: $("#key").value.trim() }) });
+    const session = await api("/v1/session", { method: "POST", body: JSON.stringify({ key: $("#key").value.trim() }) });
+    $("#review-open").hidden = !session.admin;
     $("#key").value = "";
     S.signedIn = true;
     await loadModels();
@@ -489,6 +550,10 @@ let searchTimer;
 $("#search").oninput = () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadConversations, 200); };
 $("#theme").onclick = () => { S.theme = S.theme === "dark" ? "light" : "dark"; localStorage.setItem("moss.theme", S.theme); renderStatic(); };
 $("#lang").onclick = () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("moss.lang", S.lang); renderStatic(); renderSidebar(); renderThread(); };
+$("#mine").onclick = () => openReview(false);
+$("#review-open").onclick = () => openReview(true);
+$("#review-state").onchange = () => { S.review.state = $("#review-state").value; loadReview(); };
+$("#review-close").onclick = () => $("#review").close();
 $("#signout").onclick = async () => {
   await api("/v1/session", { method: "DELETE" }).catch(() => null);
   S.signedIn = false; newChat(); S.conversations = []; renderSidebar(); renderStatic(); showSignIn();
@@ -498,7 +563,9 @@ $("#signout").onclick = async () => {
   renderStatic();
   renderThread();
   try {
-    S.signedIn = (await api("/v1/session")).auth;
+    const session = await api("/v1/session");
+    S.signedIn = session.auth;
+    $("#review-open").hidden = !session.admin;
     renderStatic();
     await loadModels();
     await loadConversations();
