@@ -26,7 +26,7 @@ _CATEGORIES = {
     "crime and fraud": [
         r"\b(?:launder(?:ing)? money|steal (?:credit card|someone's identity)|phishing (?:email|page) (?:that|to))",
         r"\b(?:synthesi[sz]e|cook|make) (?:meth|methamphetamine|fentanyl|heroin)\b",
-        r"(?:洗钱|盗刷信用卡|制毒|提炼冰毒|合成冰毒)(?:的)?(?:方法|步骤|流程)?",
+        r"(?<!反)(?:洗钱|盗刷信用卡|制毒|提炼冰毒|合成冰毒)(?:的)?(?:方法|步骤|流程|办法)", r"(?:合成|提炼|制作)冰毒",
     ],
     "sexual content involving minors": [r"\b(?:child|minor|underage)\b.{0,20}\b(?:porn|sexual|nude)", r"(?:儿童|未成年人?).{0,6}(?:色情|裸)"],
     "hate": [r"\b(?:all|those) \w+ (?:people )?(?:should be|must be|deserve to be) (?:killed|exterminated|wiped out)\b",

@@ -46,12 +46,13 @@ class Lesson:
     parent: ModelVersion  # the version the new one is trained from (the serving one)
     version: str  # the new version's id
     items: list[Judged]  # feedback not yet learned
-    new: list[Taught]  # the corrections among them
+    new: list[Taught]  # the corrections among them, one per question and answer
     judged: list[str]  # keys of the ratings and comparisons among them
     records: list[TrainingRecord]  # pending records of teachers and judges (and learned ones, when fresh)
     earlier: list[Taught]  # items the parent and its ancestors learned, and keep
     forget: dict[str, str] = field(default_factory=dict)  # keys the parent holds and must not, with why
     forgotten: list[Taught] = field(default_factory=list)  # the corrections among them, asked in verification
+    twins: dict[str, list[str]] = field(default_factory=dict)  # keys of the same correction by others, by new key
 
     @property
     def fresh(self) -> bool:
@@ -151,7 +152,7 @@ def gather(store: Store, base: str, base_path: Path, options: Options, log: Log 
     trust.review(store, Policy(options.agree, options.check_known), base_path, options.rewriter, options.threads, log)
     holds = ledger.of(store, parent)
     items = [i for i in datasets.judged(store, states=("accepted",)) if taught.key(i) not in holds.learned]
-    new = taught.from_feedback(items)
+    new, twins = taught.merged(taught.from_feedback(items))
     judged = [taught.key(i) for i in items if i.feedback.kind in ("rating", "comparison")]
     records = store.records(status="pending")
     known = ledger.earlier(store, parent, holds)
@@ -169,7 +170,7 @@ def gather(store: Store, base: str, base_path: Path, options: Options, log: Log 
         records += [r for r in store.records(status="learned") if r.version_id in lineage]
     number = 1 + sum(1 for v in store.all_versions() if v.base_model == base and v.parent_id)
     return Lesson(parent, f"{base}@v{number}", items, new, judged, records,
-                  [t for t in known if t.key not in forget], forget, [t for t in known if t.key in forget])
+                  [t for t in known if t.key not in forget], forget, [t for t in known if t.key in forget], twins)
 
 
 def anchors_cache(base_path: Path) -> Path:
@@ -329,7 +330,7 @@ def promote(store: Store, report: Report, lesson: Lesson, work: Path, log: Log,
         learned = [t for t in lesson.new if t.key in set(chosen.passed_keys)]
         (work / "taught.json").write_text(json.dumps([asdict(t) for t in learned], ensure_ascii=False, indent=1),
                                           encoding="utf-8")
-        details["learned"] = [t.key for t in learned] + lesson.judged
+        details["learned"] = [k for t in learned for k in [t.key, *lesson.twins.get(t.key, [])]] + lesson.judged
         details["unlearned"] = lesson.forget
         path = str(final / Path(chosen.path).name)
     else:  # the weights go; what the checks saw stays, to read why it failed

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from moss.lang import detect
+from moss.text import covers, normalize
 from moss.learning.datasets import Judged
 from moss.store.schema import Feedback
 
@@ -65,3 +66,18 @@ def from_feedback(items: list[Judged]) -> list[Taught]:
             out.append(Taught(key(item), item.context[:-1][-CONTEXT:], question, item.feedback.value["content"],
                               "zh" if detect(question) == "zh" else "en", item.message.content))
     return out
+
+
+def merged(items: list[Taught]) -> tuple[list[Taught], dict[str, list[str]]]:
+    """One item per question and answer: people who gave the same correction (as the trust
+    policy asks) teach it once. Returns the items kept and, by kept key, the keys merged into it."""
+    kept: list[Taught] = []
+    twins: dict[str, list[str]] = {}
+    for t in items:
+        same = next((k for k in kept if k.context == t.context and normalize(k.question) == normalize(t.question)
+                     and covers(t.answer, k.answer, [k.question]) and covers(k.answer, t.answer, [k.question])), None)
+        if same is None:
+            kept.append(t)
+        else:
+            twins.setdefault(same.key, []).append(t.key)
+    return kept, twins

@@ -160,12 +160,16 @@ def _answer(asked: list[Asked], model: Path, who: str, threads: int | None) -> N
     """The model's own answers to each question (ASKS), with no adapter and no history."""
     engine: Engine = open_engine(str(model), context_size=2048, parallel=4, threads=threads)
     try:
-        def one(job: tuple[Asked, float, int]) -> str:
-            return engine.generate([{"role": "user", "content": job[0].question}],
+        def one(job: tuple[str, float, int]) -> str:
+            return engine.generate([{"role": "user", "content": job[0]}],
                                    Sampling(temperature=job[1], max_tokens=48, seed=job[2])).text().strip()
-        jobs = [(a, t, seed) for a in asked for t, seed in ASKS]
-        for (a, _, _), text in zip(jobs, parallel_map(one, jobs, f"asking the {who} model", "answers", 4)):
-            a.answers.setdefault(who, []).append(text)
+        questions = list(dict.fromkeys(a.question for a in asked))  # people who agree asked the same
+        jobs = [(q, t, seed) for q in questions for t, seed in ASKS]
+        said: dict[str, list[str]] = {}
+        for (q, _, _), text in zip(jobs, parallel_map(one, jobs, f"asking the {who} model", "answers", 4)):
+            said.setdefault(q, []).append(text)
+        for a in asked:
+            a.answers[who] = said[a.question]
     finally:
         engine.close()
 
