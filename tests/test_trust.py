@@ -143,9 +143,12 @@ def test_the_trust_policy_decides_before_training(people):
     assert [h.state for h in store.history(lie["id"])] == ["pending", "held", "rejected"]
 
 
-def test_trusted_and_disabled_users_from_the_cli(people, tmp_path):
+def test_trusting_and_disabling_users_from_the_cli(people, tmp_path):
     store = Store(f"sqlite:///{tmp_path}/moss.db")
-    store.add_user("zoe")
+    zoe, _ = store.add_user("zoe")
+    store.register_version("m", "m", "/models/m.gguf")
+    recorded = store.record(zoe.id, [{"role": "user", "content": LIBRARY}], [_answer("m")])
+    given = store.set_feedback(zoe.id, recorded.message_ids[-1], "correction", {"content": LIBRARY_ANSWER})
     env = {**people.server.env, "MOSS_HOME": str(tmp_path)}
     run = lambda *args: subprocess.run([sys.executable, "-m", "moss", *args], capture_output=True,  # noqa: E731
                                        text=True, env=env, timeout=60)
@@ -154,6 +157,10 @@ def test_trusted_and_disabled_users_from_the_cli(people, tmp_path):
     assert run("users", "trust", "zoe", "--off").returncode == 0 and not store.user("zoe").trusted
     missing = run("users", "trust", "nobody")
     assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
+    done = run("users", "disable", "zoe", "--reject-feedback")
+    assert done.returncode == 0 and "1 piece(s) of their feedback rejected" in done.stderr
+    row = store.judgments(ids={given.id})[0].feedback
+    assert (row.state, row.reason) == ("rejected", "its author was disabled")
 
 
 # ---- what the serving lineage holds, on a real store (no training: the versions are written here) ----
