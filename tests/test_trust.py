@@ -110,10 +110,11 @@ def test_the_trust_policy_decides_before_training(people):
     assert state[pair[0]["id"]].reason == "confirmed by 2 people"
     assert (state[trusted["id"]].state, state[trusted["id"]].reason) == ("accepted", "from a trusted user")
     assert (state[admin["id"]].state, state[admin["id"]].reason) == ("accepted", "from an admin")
-    for held in (lie, chinese_lie):  # what the base model and the teacher both say: shown beside it
+    asked = {"base", "teacher"} if _teacher_installed() else {"base"}  # CI's setup leaves the teacher out
+    for held in (lie, chinese_lie):  # what the models say every time: shown beside it
         entry = state[held["id"]]
         assert entry.state == "held" and "contradicts" in entry.reason, entry
-        assert set(entry.checks) == {"base", "teacher"}
+        assert set(entry.checks) == asked
     assert all(text.count("Paris") == 3 for text in state[lie["id"]].checks.values())  # every time asked
     assert state[mixed["id"]].state == "held" and "in Chinese, its question in English" in state[mixed["id"]].reason
     assert (state[unsafe["id"]].state, state[unsafe["id"]].reason) == ("rejected", "what it teaches is unsafe (weapons)")
@@ -141,6 +142,15 @@ def test_the_trust_policy_decides_before_training(people):
     held = [json.loads(line) for line in p.server.moss("feedback", "review", "--json").stdout.splitlines()]
     assert [e["id"] for e in held] == [mixed["id"]]
     assert [h.state for h in store.history(lie["id"])] == ["pending", "held", "rejected"]
+
+
+def _teacher_installed() -> bool:
+    from moss.inference import models
+    try:
+        models.resolve("teacher")
+    except models.ModelError:
+        return False
+    return True
 
 
 def test_trusting_and_disabling_users_from_the_cli(people, tmp_path):
