@@ -307,10 +307,10 @@ def feedback_review(state: Annotated[str, typer.Option(help="States to list, com
     """List feedback waiting for a decision (held, parked, pending) with why, and the base
     model's and teacher's answers beside each correction; then moss feedback accept/reject ID."""
     from moss.learning import review
-    from moss.store.schema import FEEDBACK_STATES
-    states = () if state == "all" else tuple(s.strip() for s in state.split(","))
-    if set(states) - set(FEEDBACK_STATES):
-        fail(f"--state takes {', '.join(FEEDBACK_STATES)} or all, got '{state}'")
+    try:
+        states = review.states(state)
+    except ValueError as exc:
+        fail(f"--state {exc}")
     found = review.entries(_store(), states)
     if as_json:
         for e in found:

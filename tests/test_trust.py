@@ -129,6 +129,10 @@ def test_the_trust_policy_decides_before_training(people):
     assert {e["id"] for e in listed} >= {alone["id"], lie["id"], chinese_lie["id"], mixed["id"]}
     assert next(e for e in listed if e["id"] == lie["id"])["question"] == FRANCE
     assert all(e["state"] in ("held", "parked", "pending") for e in listed)
+    bad = httpx.get(p.server.url + "/v1/admin/feedback?state=nope", headers=p.headers("boss"))
+    assert bad.status_code == 400 and "got 'nope'" in bad.json()["error"]["message"]
+    bad = p.server.moss("feedback", "review", "--state", "nope")
+    assert bad.returncode == 1 and "--state takes" in bad.stderr
 
     # An admin's review decides: the page's buttons and the CLI do the same.
     url = f"{p.server.url}/v1/admin/feedback"

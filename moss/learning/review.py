@@ -7,6 +7,7 @@ from datetime import datetime
 
 from moss.store import Store
 from moss.store.database import Judgment
+from moss.store.schema import FEEDBACK_STATES
 
 ATTENTION = ("held", "parked", "pending")  # what an admin's review lists by default
 
@@ -28,6 +29,14 @@ class Entry:
     learned_in: str | None = None
     unlearned_in: str | None = None
     updated_at: datetime | None = None
+
+
+def states(text: str) -> tuple[str, ...]:
+    """States named comma-separated ("held,parked"), or () for "all"; ValueError naming the valid ones."""
+    chosen = () if text == "all" else tuple(s.strip() for s in text.split(","))
+    if set(chosen) - set(FEEDBACK_STATES):
+        raise ValueError(f"takes {', '.join(FEEDBACK_STATES)} (comma-separated) or all, got '{text}'")
+    return chosen
 
 
 def entries(store: Store, states: tuple[str, ...] = (), user_id: int | None = None,

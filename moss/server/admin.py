@@ -19,7 +19,6 @@ from moss.learning.options import Options, rising
 from moss.learning.versions import LearnError
 from moss.server.api_types import Decision, FeedbackEntries, FeedbackEntry
 from moss.server.errors import ApiError, found
-from moss.store.schema import FEEDBACK_STATES
 from moss.store import Store, StoreError
 
 DEFAULTS = Options()
@@ -124,9 +123,10 @@ def router(engine: Engine, store: Store, caller: Callable, learner: Learner) -> 
 
     @api.get("/feedback", response_model=FeedbackEntries, summary="Feedback to review, newest first")
     def feedback(state: str = ",".join(review.ATTENTION), _who=Depends(admin)):
-        states = () if state == "all" else tuple(s.strip() for s in state.split(","))
-        if set(states) - set(FEEDBACK_STATES):
-            raise ApiError(400, f"state takes {', '.join(FEEDBACK_STATES)} (comma-separated) or all", param="state")
+        try:
+            states = review.states(state)
+        except ValueError as exc:
+            raise ApiError(400, f"state {exc}", param="state")
         return FeedbackEntries(data=review.entries(store, states))
 
     @api.post("/feedback/{feedback_id}/accept", response_model=FeedbackEntry,
