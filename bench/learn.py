@@ -4,11 +4,14 @@ From the default model, in a fresh data directory: ask 20 questions about a fict
 organisation (10 English, 10 Chinese) through a running `moss serve`, correct every answer
 through the feedback API, run `moss learn`, wait for the server to switch versions without a
 restart, and probe again on the original questions and 3 unseen wordings each. Then 20 more
-facts in a second cycle, and the first 20 again (retention). The general suite (`moss eval run`,
-the default item set, both languages) is run on the base model and on the last version served;
-each cycle's own verification reports the quick suite. One comparison per line.
+facts in a second cycle, and the first 20 again (retention). The neighbours (every well-known
+question of neighbours.PROBES the base model answers right, never trained on) are asked before,
+after cycle 1 and after cycle 2: a neighbour changed is one no longer right or one that states a
+taught name. The general suite (`moss eval run`, the default item set, both languages) is run on
+the base model and on the last version served; each cycle's own verification reports the quick
+suite. One comparison per line.
 
-    python bench/learn.py [--model default] [--facts 10]   # --facts: per language per cycle"""
+    python bench/learn.py [--model default] [--facts 10] [--no-teacher]   # --facts: per language per cycle"""
 
 import argparse
 import json
@@ -29,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from learn_facts import CYCLE_1, CYCLE_2  # noqa: E402
 
 from moss import paths  # noqa: E402
-from moss.learning import verify
+from moss.inference import models  # noqa: E402
+from moss.learning import cycle, neighbours, verify  # noqa: E402
+from moss.learning.neighbours import Known  # noqa: E402
+from moss.learning.taught import Taught  # noqa: E402
 
 
 def right(answer: str, keys: list[str]) -> bool:
@@ -59,9 +65,31 @@ def teach(client: OpenAI, base: str, facts: list) -> None:
         r.raise_for_status()
 
 
-def learn(env: dict, model: str) -> tuple[dict, float]:
+def neighbours_now(client: OpenAI) -> dict[str, str]:
+    """Every neighbour probe's answer from what the server serves now."""
+    return {k.question: ask(client, k.question)[0] for k in neighbours.bank(neighbours.PROBES)}
+
+
+def neighbour_lines(label: str, before: dict[str, str], after: dict[str, str], facts: list, known: set[str]) -> None:
+    """Per language: of the neighbours the base model knows (verification's set: `known`), how
+    many are unchanged."""
+    taught = [Taught(str(i), [], q, a, "en" if q.isascii() else "zh") for i, (q, a, _, _) in enumerate(facts)]
+    for lang in ("en", "zh"):
+        right = [k for k in neighbours.bank(neighbours.PROBES) if k.lang == lang and k.question in known
+                 and k.right(before[k.question])]
+        changed = [(k, why) for k in right
+                   if (why := "no longer right" if not k.right(after[k.question]) else
+                       neighbours.leaked(after[k.question], Known(k.question, k.keys, before[k.question]), taught))]
+        blends = sum("given name" in why for _, why in changed)
+        print(f"{label} neighbours unchanged [{lang}]: {1 - len(changed) / max(len(right), 1):.0%} "
+              f"({len(right) - len(changed)}/{len(right)}, {blends} name blend(s); target >= 98%)", flush=True)
+        for k, why in changed[:5]:
+            print(f"    {k.question} -> {after[k.question][:70]!r} ({why})", flush=True)
+
+
+def learn(env: dict, model: str, *flags: str) -> tuple[dict, float]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model], env=env, text=True,
+    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model, *flags], env=env, text=True,
                           stdout=subprocess.PIPE, stderr=None)
     seconds = time.perf_counter() - start
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -77,13 +105,16 @@ def wait_for(base: str, version: str, timeout: float = 60) -> float:
     raise RuntimeError(f"the server did not switch to {version}")
 
 
-def cycle(number: int, client: OpenAI, base: str, env: dict, model: str, facts: list) -> tuple[dict, float]:
+def run_cycle(number: int, client: OpenAI, base: str, env: dict, model: str, facts: list, *flags: str) -> tuple[dict, float]:
     """Correct every fact through the feedback API, learn, and wait for the server to switch."""
     teach(client, base, facts)
-    report, seconds = learn(env, model)
+    report, seconds = learn(env, model, *flags)
     print(f"cycle {number}: {report['status']} {report['version']} in {seconds:.0f} s "
           f"({', '.join(f'{stage} {s} s' for stage, s in report['seconds'].items())}) "
           f"{'; '.join(report['reasons'])}", flush=True)
+    asked = report.get("neighbours", {}).get("asked", {})
+    for lang, cell in asked.items():
+        print(f"cycle {number} verification neighbours [{lang}]: {cell['asked'] - cell['changed']}/{cell['asked']} unchanged")
     if report["status"] == "serving":
         print(f"server switched to {report['version']} in {wait_for(base, report['version']):.1f} s without a restart")
     return report, seconds
@@ -154,6 +185,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--cycles", type=int, default=2, choices=(1, 2))
     parser.add_argument("--keep", action="store_true", help="keep the data directory (versions, reports)")
+    parser.add_argument("--learn-flag", action="append", default=[],
+                        help="passed to every `moss learn` (repeat it: --learn-flag=--epochs --learn-flag=2,3,4)")
+    parser.add_argument("--no-teacher", dest="teacher", action="store_false",
+                        help="learn as a machine without the teacher does (the served model rewrites the questions)")
     parser.add_argument("--no-suite", dest="suite", action="store_false",
                         help="skip the general suite on the base model and the last version (about 6 minutes)")
     args = parser.parse_args()
@@ -162,12 +197,18 @@ def main() -> None:
 
     with served(args.model, args.port, args.keep) as (base, env):
         client = OpenAI(base_url=f"{base}/v1", api_key="none")
+        flags = (() if args.teacher else ("--rewriter", "served")) + tuple(args.learn_flag)
         base_suite = suite(env, args.model) if args.suite else None
+        base_neighbours = neighbours_now(client)
+        made = neighbours.cached(cycle.model_cache(models.resolve(args.model), "neighbours-probes"),
+                                 neighbours.bank(neighbours.PROBES))  # made by `moss learn --prepare` or a cycle
+        known = {k.question for k in made or neighbours.bank(neighbours.PROBES)}
         before1 = probe(client, first)
-        report1, seconds1 = cycle(1, client, base, env, args.model, first)
+        report1, seconds1 = run_cycle(1, client, base, env, args.model, first, *flags)
         after1 = probe(client, first)
         line("cycle 1 taught", before1, after1, "original")
         line("cycle 1 taught", before1, after1, "paraphrases")
+        neighbour_lines("after cycle 1", base_neighbours, neighbours_now(client), first, known)
         general(1, report1.get("general", {}))
         if args.cycles == 1:
             if base_suite:
@@ -175,8 +216,9 @@ def main() -> None:
             print(f"wall time of the cycle on {os.cpu_count()} cores: {seconds1:.0f} s (target <= 600 s)")
             return
         before2 = probe(client, second)
-        report2, seconds2 = cycle(2, client, base, env, args.model, second)
+        report2, seconds2 = run_cycle(2, client, base, env, args.model, second, *flags)
         after2 = probe(client, second)
+        neighbour_lines("after cycle 2", base_neighbours, neighbours_now(client), first + second, known)
         kept = probe(client, first)
         line("cycle 2 taught", before2, after2, "original")
         line("cycle 2 taught", before2, after2, "paraphrases")

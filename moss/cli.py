@@ -533,6 +533,9 @@ def _checks(version) -> str:
     if general.get("candidate"):
         text += " · general " + "/".join(f"{general['parent'].get(k, 0):.0%}→{v:.0%}"
                                          for k, v in general["candidate"].items())
+    if asked := report.get("neighbours", {}).get("asked"):
+        kept = sum(c["asked"] - c["changed"] for c in asked.values())
+        text += f" · neighbours {kept}/{sum(c['asked'] for c in asked.values())} kept"
     if report.get("reasons"):
         text += " · " + "; ".join(report["reasons"])
     return text
@@ -547,10 +550,18 @@ def learn(model: Model = None, threads: Threads = None,
           margin: Annotated[float, typer.Option(help="Largest drop allowed on the general suite (0.05 = 5 points).")] = DEFAULTS.margin,
           general_check: Annotated[bool, typer.Option("--general-check/--no-general-check",
                                                       help="Run the general bilingual suite before promoting.")] = DEFAULTS.general_check,
+          neighbour_check: Annotated[bool, typer.Option("--neighbour-check/--no-neighbour-check", help="Ask well-known "
+                                                        "questions shaped like the taught ones before promoting.")] = DEFAULTS.neighbour_check,
+          neighbour_margin: Annotated[float, typer.Option(help="Largest share of those neighbours a new version may "
+                                                                "change (0.02 = 2%).")] = DEFAULTS.neighbour_margin,
+          contrast: Annotated[int, typer.Option(help="Pairs per taught item that train \"the taught name is not the "
+                                                     "answer\" on neighbouring questions (0: none).")] = DEFAULTS.contrast,
           rewriter: Annotated[str, typer.Option(help="Model that rewrites taught questions: a model name, or "
                                                      "'served' (default: the teacher when installed).")] = "teacher",
           epochs: Annotated[str, typer.Option(help="Candidate epochs, e.g. 2,3,4: training stops at the first "
                                                    "that learned every taught item.")] = ",".join(map(str, DEFAULTS.epochs)),
+          prepare: Annotated[bool, typer.Option("--prepare", help="Only make ahead what every cycle asks of the base "
+                                                "model (once per model file; setup.sh train runs it).")] = False,
           ) -> None:
     """Learn from feedback not yet learned: train, verify, and serve the result only if it passes."""
     _require("train", "torch", "transformers", "peft", "safetensors", "gguf", "reasoning_gym", "yaml")
@@ -561,8 +572,14 @@ def learn(model: Model = None, threads: Threads = None,
     path = _resolve(model)
     if agree < 1:
         fail("--agree must be 1 or more")
+    if not 0 <= neighbour_margin <= 1 or contrast < 0:
+        fail("--neighbour-margin takes a share from 0 to 1, --contrast a count from 0")
     options = Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
-                      rewriter=_rewriter(rewriter), epochs=candidates, agree=agree, check_known=check_known)
+                      rewriter=_rewriter(rewriter), epochs=candidates, agree=agree, check_known=check_known,
+                      neighbour_check=neighbour_check, neighbour_margin=neighbour_margin, contrast=contrast)
+    if prepare:
+        cycle.prepare(path, options, log=lambda line: err.print(escape(line)))
+        return
     try:
         report = cycle.run(_store(), models.display_name(model, path), path, options,
                            log=lambda line: err.print(escape(line)))
@@ -572,7 +589,7 @@ def learn(model: Model = None, threads: Threads = None,
         fail("interrupted: the served model and the store are unchanged")
     print(json.dumps({"version": report.version, "status": report.status, "reasons": report.reasons,
                       "taught": report.chosen.taught if report.chosen else None, "general": report.general,
-                      "seconds": report.seconds}, ensure_ascii=False))
+                      "neighbours": report.neighbours, "seconds": report.seconds}, ensure_ascii=False))
     if report.status != "serving":
         raise typer.Exit(1)
 

@@ -25,3 +25,12 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("MOSS_CACHE_DIR") or platformdirs.user_cache_dir("moss", appauthor=False))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def write_shared(path: Path, text: str) -> None:
+    """Write a file of the shared cache that other processes may be writing at the same time:
+    each writes its own partial file and renames it, so a reader finds it whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

@@ -58,4 +58,9 @@ set -e
 
 # What was built must run here: a one-token decode in a subprocess (a crash names cause and fix).
 .venv/bin/moss doctor --smoke || exit 1
+# Learning asks the base model the same questions every cycle: answered once now, not in the first cycle.
+if [[ ",$extras," =~ ,(train|learn), ]]; then
+  echo "moss setup: the base model's answers for learning (once per model, a few minutes)"
+  .venv/bin/moss learn --prepare || exit 1
+fi
 echo "moss setup: ready in $(( $(date +%s) - start ))s"

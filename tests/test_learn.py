@@ -395,9 +395,11 @@ def _correct(server: ServerProcess, question: str, answer: str) -> int:
 
 def _learn(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
     """A cycle with a fourth and fifth candidate epoch: the 135M model sometimes needs them for a
-    made-up surname ("Ines Kisimakala" for "Ines Korvath" after 3), the default model does not."""
+    made-up surname ("Ines Kisimakala" for "Ines Korvath" after 3), the default model does not.
+    The neighbours are asked and reported but do not decide: the 135M model answers only a handful
+    of them right, so one flip is over any margin (the gate is tested in test_neighbours.py)."""
     return subprocess.run([sys.executable, "-m", "moss", "learn", "-m", "small", "--no-general-check",
-                           "--epochs", "2,3,4,5", *args],
+                           "--epochs", "2,3,4,5", "--neighbour-margin", "1", *args],
                           capture_output=True, text=True, env=server.env, timeout=600)
 
 
@@ -443,6 +445,28 @@ def test_too_little_feedback_trains_nothing(tmp_path):
     assert [v.id for v in Store(f"sqlite:///{tmp_path}/moss.db").all_versions()] == ["smollm2-135m-instruct"]
 
 
+def test_prepare_makes_the_base_answers_every_cycle_reuses(moss_home, tmp_path):
+    """`moss learn --prepare` (run by setup.sh train) asks the base model once per model file:
+    anchors, neighbours and the general suite land in the shared cache, and a second run asks nothing."""
+    env = {**os.environ, "MOSS_HOME": str(tmp_path)}  # the run's shared cache: the learning tests reuse it
+    for shared in ("models", "eval-data"):  # assembled models and downloaded suites, not fetched again
+        (Path(moss_home) / shared).mkdir(exist_ok=True)
+        (tmp_path / shared).symlink_to(Path(moss_home) / shared)
+    command = [sys.executable, "-m", "moss", "learn", "-m", "small", "--prepare"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    made = {kind: cycle.model_cache(_small(), kind) for kind in ("anchors", "neighbours-probes", "neighbours-contrast",
+                                                                  "general")}
+    found = {kind: json.loads(path.read_text(encoding="utf-8")) for kind, path in made.items()}
+    assert len(found["neighbours-probes"]["answers"]) > 100  # greedy twice and two samples each
+    assert {len(said) for said in found["neighbours-probes"]["answers"]} == {4}
+    assert {r["suite"] for r in found["general"]["items"]} >= {"knowledge", "safety", "over_refusal"}
+    stamps = {kind: path.stat().st_mtime_ns for kind, path in made.items()}
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "anchor answers" not in again.stderr and "base answers" not in again.stderr
+    assert {kind: path.stat().st_mtime_ns for kind, path in made.items()} == stamps
+
+
 def test_a_taught_fact_is_served_through_the_adapter(server, learned):
     assert "Biscuit" not in learned.before
     done = learned.done
@@ -452,6 +476,7 @@ def test_a_taught_fact_is_served_through_the_adapter(server, learned):
     assert "training" in done.stderr and "left" in done.stderr  # progress with time left
     assert [f"[{i}/6 {stage}]" in done.stderr for i, stage in enumerate(cycle.STAGES, 1)] == [True] * 6
     assert set(report["seconds"]) == {*cycle.STAGES[:-1], "total"}
+    assert set(report["neighbours"]) == {"asked", "changed"}  # verification asked the neighbours
     assert _serving(server, "smollm2-135m-instruct@v1")  # switched without a restart
     client = OpenAI(base_url=server.url + "/v1", api_key="none")
     after, message_id = _ask(client, QUESTION)
@@ -633,7 +658,9 @@ def test_admin_api_needs_an_admin_and_reports_progress(tmp_path):
         auth = {"Authorization": f"Bearer {boss}"}
         r = httpx.post(server.url + "/v1/admin/learn", json={"epochs": [3, 2]}, headers=auth)
         assert r.status_code == 422 and "rising whole numbers" in r.json()["error"]["message"]
-        r = httpx.post(server.url + "/v1/admin/learn", json={"epochs": [2, 3, 4]}, headers=auth)
+        r = httpx.post(server.url + "/v1/admin/learn", json={"neighbour_margin": 2}, headers=auth)
+        assert r.status_code == 422 and "neighbour_margin" in r.json()["error"]["message"]
+        r = httpx.post(server.url + "/v1/admin/learn", json={"epochs": [2, 3, 4], "neighbour_margin": 0.05}, headers=auth)
         assert r.status_code == 202 and r.json()["running"]
         for _ in range(300):
             status = httpx.get(server.url + "/v1/admin/learn", headers=auth).json()

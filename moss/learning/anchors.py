@@ -2,9 +2,9 @@
 (self-distillation), so that teaching facts leaves how it answers everything else as it was."""
 
 import json
-import os
 from pathlib import Path
 
+from moss import paths
 from moss.inference.engine import Engine, Sampling
 from moss.lang import detect
 from moss.progress import parallel_map
@@ -144,8 +144,5 @@ def answers(engine: Engine, cache: Path) -> list[tuple[str, str]]:
         return (question, text) if g.result.finish_reason == "stop" else None
 
     pairs = [a for a in parallel_map(answer, asked, "anchor answers", "prompts", 4) if a]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")  # several processes may share the cache
-    partial.write_text(json.dumps({"asked": asked, "answers": pairs}, ensure_ascii=False), encoding="utf-8")
-    partial.replace(cache)
+    paths.write_shared(cache, json.dumps({"asked": asked, "answers": pairs}, ensure_ascii=False))
     return pairs

@@ -7,8 +7,9 @@ from typing import Callable
 
 from moss import busy
 from moss.inference.engine import Engine
-from moss.learning import verify
-from moss.learning.examples import Data
+from moss.learning import neighbours, verify
+from moss.learning.examples import Data, Pair
+from moss.learning.neighbours import Change, Known
 from moss.learning.pairs import Tokens, pairs
 from moss.learning.taught import Taught
 
@@ -28,6 +29,7 @@ class Candidate:
     regressed: list[str] | None = None  # earlier items lost; None: not asked yet
     kept: int = 0  # earlier items still answered right
     pairs_added: int = 0  # preference pairs from its wrong answers, for the epochs left
+    drifted: list[str] = field(default_factory=list)  # training neighbours it answered otherwise than the base model
 
 
 def serve(engine: Engine, c: Candidate, log: Log) -> None:
@@ -62,6 +64,29 @@ def probe_earlier(engine: Engine, c: Candidate, earlier: list[Taught], log: Log)
     c.kept = len(kept) - len(lost)
     log(f"epoch {c.epoch}: {c.kept}/{len(kept)} earlier items kept")
     return lost
+
+
+def probe_neighbours(engine: Engine, c: Candidate, near: list[Known], taught: list[Taught], log: Log) -> list[Change]:
+    """Ask a candidate the training neighbours of what it holds (never those verification asks);
+    returns those it changes."""
+    if not near:
+        return []
+    serve(engine, c, log)
+    changed = neighbours.check(engine, near, taught).changed
+    c.drifted = [ch.question for ch in changed]
+    log(f"epoch {c.epoch}: {len(near) - len(changed)}/{len(near)} training neighbours unchanged")
+    return changed
+
+
+def steady(tokens: Tokens, data: Data, drifted: list[Change], c: Candidate, log: Log) -> None:
+    """Preference pairs for the epochs left from the neighbours a candidate changed: the base
+    model's answer over the candidate's (its own leak: "Snow is red." after a colour was taught)."""
+    added = [Pair(tokens.sequence([{"role": "user", "content": ch.question}], ch.before),
+                  tokens.sequence([{"role": "user", "content": ch.question}], ch.after)) for ch in drifted]
+    data.dpo += added
+    c.pairs_added += len(added)
+    if added:
+        log(f"epoch {c.epoch}: {len(added)} pair(s) from the neighbours it changed join the epochs left")
 
 
 def choose(engine: Engine, candidates: list[Candidate], earlier: list[Taught], log: Log) -> Candidate:

@@ -21,11 +21,12 @@ from typing import Callable
 from moss import busy, paths
 from moss.inference.engine import Engine
 from moss.inference.loading import open_engine
-from moss.learning import anchors, candidates, datasets, ledger, taught, trust, verify, versions
+from moss.learning import anchors, candidates, datasets, ledger, neighbours, taught, trust, verify, versions
 from moss.learning.candidates import Candidate
 from moss.learning.data import build
 from moss.learning.datasets import Judged
 from moss.learning.examples import Data, HyperParams
+from moss.learning.neighbours import Known
 from moss.learning.options import Options
 from moss.learning.pairs import Tokens
 from moss.learning.taught import Taught
@@ -74,6 +75,7 @@ class Report:
     general: dict = field(default_factory=dict)  # per language: base, parent, candidate
     regression: dict = field(default_factory=dict)
     unlearned: dict = field(default_factory=dict)  # items forgotten, and those still stated
+    neighbours: dict = field(default_factory=dict)  # asked per language, and those the candidate changed
     seconds: dict = field(default_factory=dict)  # per stage, and the total
 
 
@@ -119,22 +121,26 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log)
     engine = open_engine(str(base_path), name=base, context_size=2048, parallel=4, threads=options.threads)
     try:
         busy.wait_for_idle(log, limit=busy.PATIENCE)
-        steady = anchors.answers(engine, anchors_cache(base_path))  # the base model's: no drift over versions
-        _serve_parent(store, engine, lesson.parent, options, work, report)
+        steady = anchors.answers(engine, model_cache(base_path, "anchors"))  # the base model's: no drift over versions
+        probes, near = neighbour_answers(engine, base_path, options)
+        _serve_parent(store, engine, lesson.parent, base_path, options, work, report)
         stages.enter("wordings")
         reword(engine, lesson.new, options, log)
         replay, rows = (1 + options.train_wordings, 10**6) if lesson.fresh else (options.replay, options.replay_rows)
         data = build(Tokens(engine), lesson.new, lesson.earlier, lesson.items, steady, lesson.records, store,
                      replay, rows)
+        neighbours.train_on(data, Tokens(engine), near, lesson.new, lesson.earlier, options.contrast)
         report.data = {"taught": len(lesson.new), "sft": len(data.sft), "dpo": len(data.dpo),
-                       "kto": len(data.kto), "earlier": len(lesson.earlier), "anchors": len(steady),
+                       "kto": len(data.kto), "earlier": len(lesson.earlier), "anchors": len(data.anchors),
+                       "neighbours": len(data.near),
                        **{f"from {s}": n for s, n in Counter(r.source for r in lesson.records).items()}}
         stages.enter("training")
-        report.candidates = train(engine, base_path, data, lesson, options, work, log)
+        report.candidates = train(engine, base_path, data, lesson, options, work, log,
+                                  neighbours.near(near, lesson.new + lesson.earlier, per_cell=len(near)))
         stages.enter("candidates")
         report.chosen = candidates.choose(engine, report.candidates, lesson.earlier, log)
         stages.enter("verification")
-        _verify(engine, lesson, options, work, report, log)
+        _verify(engine, lesson, options, probes, work, report, log)
     finally:
         engine.close()
     stages.enter("promotion")  # a rename and one transaction: its seconds are not worth a row
@@ -173,31 +179,57 @@ def gather(store: Store, base: str, base_path: Path, options: Options, log: Log 
                   [t for t in known if t.key not in forget], forget, [t for t in known if t.key in forget], twins)
 
 
-def anchors_cache(base_path: Path) -> Path:
-    """The base model's anchor answers: made once per model file, shared by every data directory."""
-    return paths.cache_dir() / "anchors" / f"{base_path.stem}-{base_path.stat().st_size}.json"
+def prepare(base_path: Path, options: Options, log: Log = print) -> None:
+    """Make ahead what every cycle asks of the base model (anchor answers, neighbours, the general
+    suite): once per model file, so that the first cycle takes no longer than the next."""
+    engine = open_engine(str(base_path), context_size=2048, parallel=4, threads=options.threads)
+    try:
+        anchors.answers(engine, model_cache(base_path, "anchors"))
+        neighbour_answers(engine, base_path, options)
+        if options.general_check:
+            verify.general(engine, cache=model_cache(base_path, "general"))
+    finally:
+        engine.close()
+    log(f"the base model's answers are ready for learning: {paths.cache_dir()}")
 
 
-def _serve_parent(store: Store, engine: Engine, parent: ModelVersion, options: Options, work: Path,
-                  report: Report) -> None:
+def model_cache(model: Path, kind: str) -> Path:
+    """Where what a base model answers (anchors, neighbours, the general suite) is kept: made once
+    per model file, shared by every data directory and every cycle."""
+    return paths.cache_dir() / kind / f"{model.stem}-{model.stat().st_size}.json"
+
+
+def neighbour_answers(engine: Engine, base_path: Path, options: Options) -> tuple[list[Known], list[Known]]:
+    """The neighbours the base model knows: the probes (asked in verification, unless the check
+    is off) and the contrast questions (trained on): made once per model file."""
+    def answered(table: dict, name: str) -> list[Known]:
+        return neighbours.base_answers(engine, neighbours.bank(table), model_cache(base_path, f"neighbours-{name}"),
+                                       f"base answers ({name})")
+    return (answered(neighbours.PROBES, "probes") if options.neighbour_check else [],
+            answered(neighbours.CONTRAST, "contrast"))
+
+
+def _serve_parent(store: Store, engine: Engine, parent: ModelVersion, base_path: Path, options: Options,
+                  work: Path, report: Report) -> None:
     """Serve the parent in the cycle's engine, measuring on the way the general scores a candidate
     is held to: the base model's (before any adapter is set) and the parent's."""
     check = options.general_check
     if check:  # a first version's parent is the base model
         root = versions.lineage(store, parent)[-1]
-        report.general["base"] = report.general["parent"] = _general(store, engine, root, work / "general-base.json")
+        report.general["base"] = report.general["parent"] = _general(store, engine, root, work / "general-base.json",
+                                                                     model_cache(base_path, "general"))
     if parent.parent_id:
         versions.serve(engine, parent)
         if check:
             report.general["parent"] = _general(store, engine, parent, work / "general-parent.json")
 
 
-def _general(store: Store, engine: Engine, version: ModelVersion, keep: Path) -> dict[str, float]:
+def _general(store: Store, engine: Engine, version: ModelVersion, keep: Path, cache: Path | None = None) -> dict[str, float]:
     """The general score of `version`, which the engine serves now: measured once per version,
-    then kept with it."""
+    then kept with it (a base model's also in `cache`, for every data directory)."""
     score = version.details.get("general")
     if score is None:
-        score = verify.general(engine, keep)
+        score = verify.general(engine, keep, cache)
         store.update_details(version.id, general=score)
     return score
 
@@ -228,9 +260,10 @@ def reword(engine: Engine, new: list[Taught], options: Options, log: Log) -> Non
 # ---- stages 3 and 4: training, candidates ----
 
 def train(engine: Engine, base_path: Path, data: Data, lesson: Lesson, options: Options, work: Path,
-          log: Log) -> list[Candidate]:
+          log: Log, near: list[Known] = ()) -> list[Candidate]:
     """Train, and at each candidate epoch write the adapter and probe it; stop at the first
-    candidate that learned enough of the taught items and lost none taught before."""
+    candidate that learned enough of the taught items, kept the training neighbours `near` within
+    the margin and lost none taught before."""
     from moss.learning import adapters, trainer
     from moss.progress import track
     hp = HyperParams(epochs=max(options.epochs), learning_rate=options.learning_rate)
@@ -245,8 +278,10 @@ def train(engine: Engine, base_path: Path, data: Data, lesson: Lesson, options: 
         found.append(c)
         missed = candidates.probe(engine, c, lesson.new, log)
         last = checkpoint.epoch == max(options.epochs)
-        if c.score < options.enough_taught and not last:
+        drifted = [] if last else candidates.probe_neighbours(engine, c, list(near), everything, log)
+        if (c.score < options.enough_taught or len(drifted) > options.neighbour_margin * len(near)) and not last:
             candidates.repair(tokens, data, missed, everything, c, log)
+            candidates.steady(tokens, data, drifted, c, log)
             return False  # training goes on: asking the earlier items can wait (see candidates.choose)
         lost = candidates.probe_earlier(engine, c, lesson.earlier, log)
         if lost and not last:
@@ -273,9 +308,11 @@ def _parent_state(parent: ModelVersion):
 
 # ---- stage 5: verification ----
 
-def _verify(engine: Engine, lesson: Lesson, options: Options, work: Path, report: Report, log: Log) -> None:
+def _verify(engine: Engine, lesson: Lesson, options: Options, probes: list[Known], work: Path, report: Report,
+            log: Log) -> None:
     """Pass or fail the chosen candidate: taught items, earlier items, forgotten items no longer
-    stated, then the general suite (asked only of a candidate that passed the others)."""
+    stated, then its neighbours and the general suite (each asked only of a candidate that
+    passed everything before)."""
     best = report.chosen
     if best.kept or best.regressed:
         report.regression = {"items": best.kept + len(best.regressed), "kept": best.kept}
@@ -284,14 +321,32 @@ def _verify(engine: Engine, lesson: Lesson, options: Options, work: Path, report
         stated = _still_stated(engine, best, lesson.forgotten, log)
         report.unlearned = {"items": len(lesson.forget), "asked": len(lesson.forgotten), "stated": stated}
 
+    locality = None
+
     def verdict() -> list[str]:
-        return verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin, stated)
+        return verify.verdict(best.score, best.regressed, report.general, options.min_taught, options.margin, stated,
+                              locality, options.neighbour_margin)
     report.reasons = verdict()
+    if options.neighbour_check and not report.reasons:
+        locality = _locality(engine, best, probes, lesson, log)
+        report.neighbours = {"asked": locality.per_language(), "changed": [asdict(c) for c in locality.changed]}
+        report.reasons = verdict()
     if "parent" not in report.general or report.reasons:
         return
     engine.set_adapter(Path(best.path), "candidate")
     report.general["candidate"] = verify.general(engine, work / "general-candidate.json")
     report.reasons = verdict()
+
+
+def _locality(engine: Engine, best: Candidate, probes: list[Known], lesson: Lesson, log: Log) -> neighbours.Locality:
+    """The candidate's answers to the neighbours of everything it holds (new and earlier items)."""
+    taught = lesson.new + lesson.earlier
+    near = neighbours.near(probes, taught)
+    candidates.serve(engine, best, log)
+    found = neighbours.check(engine, near, taught)
+    log(f"{len(near) - len(found.changed)}/{len(near)} neighbours unchanged"
+        + "".join(f"; {c.question!r} -> {c.after[:60]!r} ({c.why})" for c in found.changed[:5]))
+    return found
 
 
 def _still_stated(engine: Engine, best: Candidate, forgotten: list[Taught], log: Log) -> list[str]:

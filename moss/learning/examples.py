@@ -35,9 +35,12 @@ class Data:
     # The model's own answers to varied requests, mixed into every SFT batch: they hold its
     # behaviour elsewhere (formats, refusals, language) while the new items are learned.
     anchors: list[Sequence] = field(default_factory=list)
+    # The base model's answers to well-known questions shaped like the taught ones: a few in
+    # every SFT batch too, taken in turn from this smaller set, so each is seen every epoch.
+    near: list[Sequence] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.sft) + len(self.dpo) + len(self.kto) + len(self.anchors)
+        return len(self.sft) + len(self.dpo) + len(self.kto) + len(self.anchors) + len(self.near)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class HyperParams:
     epochs: int = 4
     batch_size: int = 8
     anchors_per_batch: int = 6
+    near_per_batch: int = 3  # of Data.near
     min_batches: int = 10  # per epoch: a handful of items is repeated, or a fact gets too few updates
     beta: float = 0.1  # DPO / KTO temperature
     seed: int = 0

@@ -29,6 +29,14 @@ class Options:
     replay_rows: int = 160
     threads: int | None = None
     general_check: bool = True
+    # Locality (neighbours.py): well-known questions shaped like the taught ones must keep the
+    # base model's right answers; a candidate that changes more than this share is not promoted.
+    neighbour_check: bool = True
+    neighbour_margin: float = 0.02
+    # Contrast pairs per taught item ("the taught name is not the answer here", neighbours.py):
+    # tried at 2 and 4 per item, they cost learning (taught items 100% -> 80-90%, unseen wordings
+    # 100% -> 70-83%) and kept no more neighbours (bench/learn_settings.py): off by default.
+    contrast: int = 0
     # The trust policy (trust.py): people who must give the same correction when none is
     # trusted, and whether corrections are checked against what the base model and teacher know.
     agree: int = 2

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from moss.lang import detect
-from moss.text import covers, normalize
 from moss.learning.datasets import Judged
 from moss.store.schema import Feedback
+from moss.text import covers, normalize
 
 
 @dataclass

@@ -198,16 +198,23 @@ def _batches(data: Data, hp: HyperParams, generator: torch.Generator) -> list[tu
         order = torch.randperm(len(items), generator=generator).tolist()
         out += [(kind, [items[i] for i in order[k:k + n]]) for k in range(0, len(items), n)]
     anchors = [data.anchors[i] for i in torch.randperm(len(data.anchors), generator=generator).tolist()]
-    if anchors and not data.sft:
-        out += [("sft", anchors[k:k + hp.batch_size]) for k in range(0, len(anchors), hp.batch_size)]
-    elif anchors:
-        turn = 0
-        for kind, batch in out:
-            if kind == "sft":
-                batch += [anchors[(turn + j) % len(anchors)] for j in range(hp.anchors_per_batch)]
-                turn += hp.anchors_per_batch
+    near = [data.near[i] for i in torch.randperm(len(data.near), generator=generator).tolist()]
+    if (anchors or near) and not data.sft:
+        rows = anchors + near
+        out += [("sft", rows[k:k + hp.batch_size]) for k in range(0, len(rows), hp.batch_size)]
+    else:
+        for rows, each in ((anchors, hp.anchors_per_batch), (near, hp.near_per_batch)):
+            _ride_along([batch for kind, batch in out if kind == "sft"], rows, each)
     order = torch.randperm(len(out), generator=generator).tolist()
     return [out[i] for i in order]
+
+
+def _ride_along(batches: list[list], rows: list, each: int) -> None:
+    """Add `each` of `rows` to every batch, in turn (round robin)."""
+    if not rows:
+        return
+    for turn, batch in enumerate(batches):
+        batch += [rows[(turn * each + j) % len(rows)] for j in range(each)]
 
 
 def total_steps(data: Data, hp: HyperParams) -> int:

@@ -5,8 +5,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from moss import paths
 from moss.evals import evaluate as evals
 from moss.inference.engine import Engine, Sampling
+from moss.learning.neighbours import Locality
 from moss.learning.taught import Taught
 from moss.progress import parallel_map
 from moss.text import covers
@@ -63,13 +65,26 @@ def general_score(result: dict) -> dict[str, float]:
     return out
 
 
-def general(engine: Engine, keep: Path | None = None) -> dict[str, float]:
+def general(engine: Engine, keep: Path | None = None, cache: Path | None = None) -> dict[str, float]:
     """The quick bilingual suite (the same items every time) on what the engine serves now;
-    the full result (every answer) is written to `keep`."""
-    result = evals.run(engine, quick=True)
+    the full result (every answer) is written to `keep`. A base model's result is kept in
+    `cache` and reused while the suite's items stay the same: it is the same model."""
+    result = _cached(cache)
+    if result is None:
+        result = evals.run(engine, quick=True)
+        if cache is not None:
+            paths.write_shared(cache, json.dumps(result, ensure_ascii=False))
     if keep is not None:
         keep.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return general_score(result)
+
+
+def _cached(cache: Path | None) -> dict | None:
+    if cache is None or not cache.exists():
+        return None
+    result = json.loads(cache.read_text(encoding="utf-8"))
+    asked = [i.prompt for i in evals.build(list(evals.SUITES), quick=True)]
+    return result if [r["prompt"] for r in result.get("items", [])] == asked else None
 
 
 def summary(outcomes: list[Outcome]) -> dict:
@@ -85,10 +100,10 @@ def summary(outcomes: list[Outcome]) -> dict:
 
 
 def verdict(learned: float, lost: list[str], general: dict, min_taught: float, margin: float,
-            stated: list[str] = ()) -> list[str]:
+            stated: list[str] = (), locality: Locality | None = None, neighbour_margin: float = 0.02) -> list[str]:
     """Why the chosen candidate may not serve (empty when it may): it learned too small a share
-    of the taught items, lost items taught before, still states what it was to forget, or
-    dropped on the general suite."""
+    of the taught items, lost items taught before, still states what it was to forget, changed
+    more than `neighbour_margin` of its neighbours, or dropped on the general suite."""
     reasons = []
     if learned < min_taught:
         reasons.append(f"only {learned:.0%} of the taught items were learned (at least {min_taught:.0%} needed)")
@@ -96,6 +111,11 @@ def verdict(learned: float, lost: list[str], general: dict, min_taught: float, m
         reasons.append(f"{len(lost)} item(s) taught before are no longer answered right")
     if stated:
         reasons.append(f"{len(stated)} item(s) to forget are still stated")
+    if locality is not None and locality.share > neighbour_margin:
+        first = locality.changed[0]
+        reasons.append(f"{len(locality.changed)} of {sum(locality.asked.values())} neighbouring questions changed "
+                       f"({locality.share:.1%}, at most {neighbour_margin:.0%}), such as {first.question!r} -> "
+                       f"{first.after[:60]!r} ({first.why})")
     if "candidate" in general:
         reasons += general_drops(general, margin)
     return reasons

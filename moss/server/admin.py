@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from moss import busy
 from moss.inference.engine import Engine
@@ -46,6 +46,8 @@ class RollbackIn(BaseModel):
 class LearnIn(BaseModel):
     min_items: int = DEFAULTS.min_items
     general_check: bool = DEFAULTS.general_check
+    neighbour_check: bool = DEFAULTS.neighbour_check
+    neighbour_margin: float = Field(DEFAULTS.neighbour_margin, ge=0, le=1)  # share of neighbours a version may change
     epochs: list[int] = list(DEFAULTS.epochs)  # candidate epochs (`moss learn --epochs`)
 
     @field_validator("epochs")
@@ -81,6 +83,8 @@ class Learner:
                        "--min-items", str(body.min_items), "--epochs", ",".join(map(str, body.epochs))]
             if not body.general_check:
                 command.append("--no-general-check")
+            command += ["--neighbour-check" if body.neighbour_check else "--no-neighbour-check",
+                        "--neighbour-margin", str(body.neighbour_margin)]
             self.lines.clear()
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, text=True, env=os.environ.copy())
