@@ -575,8 +575,9 @@ def learn(model: Model = None, threads: Threads = None,
     if not 0 <= neighbour_margin <= 1 or contrast < 0:
         fail("--neighbour-margin takes a share from 0 to 1, --contrast a count from 0")
     options = Options(min_items=min_items, margin=margin, threads=threads, general_check=general_check,
-                      rewriter=_rewriter(rewriter), epochs=candidates, agree=agree, check_known=check_known,
-                      neighbour_check=neighbour_check, neighbour_margin=neighbour_margin, contrast=contrast)
+                      rewriter=None if prepare else _rewriter(rewriter), epochs=candidates, agree=agree,
+                      check_known=check_known, neighbour_check=neighbour_check, neighbour_margin=neighbour_margin,
+                      contrast=contrast)
     if prepare:
         cycle.prepare(path, options, log=lambda line: err.print(escape(line)))
         return

@@ -74,6 +74,8 @@ def general(engine: Engine, keep: Path | None = None, cache: Path | None = None)
         result = evals.run(engine, quick=True)
         if cache is not None:
             paths.write_shared(cache, json.dumps(result, ensure_ascii=False))
+    else:  # the same model file, under the name this data directory gives it
+        result["version"] = engine.version
     if keep is not None:
         keep.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return general_score(result)
