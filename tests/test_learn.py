@@ -451,6 +451,7 @@ def test_prepare_makes_the_base_answers_every_cycle_reuses(moss_home, tmp_path):
     suite's cache is left out here: alone on a fresh machine its data downloads take minutes;
     the failed-verification test reads it.)"""
     env = {**os.environ, "MOSS_HOME": str(tmp_path)}  # the run's shared cache: the learning tests reuse it
+    (Path(moss_home) / "models").mkdir(exist_ok=True)  # alone, no test has assembled a model yet
     (tmp_path / "models").symlink_to(Path(moss_home) / "models")  # the assembled models, not fetched again
     command = [sys.executable, "-m", "moss", "learn", "-m", "small", "--prepare", "--no-general-check"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
