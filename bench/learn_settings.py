@@ -124,7 +124,8 @@ def main() -> None:
             data = examples.Data(sft=[tokens.sequence(t.messages(w), t.answer)
                                      for t in taught for w in [t.question, *t.train]])
             data.anchors = [tokens.sequence([{"role": "user", "content": q}], a) for q, a in steady]
-            neighbours.train_on(data, tokens, trains, taught, [], setting.contrast)
+            neighbours.train_on(data, tokens, neighbours.near(trains, taught, per_cell=len(trains)), taught,
+                                setting.contrast)
             data.near = data.near if setting.near else []
             # the schedule of `moss learn`: cosine over its last candidate epoch, stopped at --epochs
             hp = examples.HyperParams(epochs=max(Options().epochs), learning_rate=setting.learning_rate,

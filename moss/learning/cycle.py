@@ -129,14 +129,14 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log)
         replay, rows = (1 + options.train_wordings, 10**6) if lesson.fresh else (options.replay, options.replay_rows)
         data = build(Tokens(engine), lesson.new, lesson.earlier, lesson.items, steady, lesson.records, store,
                      replay, rows)
-        neighbours.train_on(data, Tokens(engine), near, lesson.new, lesson.earlier, options.contrast)
+        close = neighbours.near(near, lesson.new + lesson.earlier, per_cell=len(near))  # every one of their shapes
+        neighbours.train_on(data, Tokens(engine), close, lesson.new, options.contrast)
         report.data = {"taught": len(lesson.new), "sft": len(data.sft), "dpo": len(data.dpo),
                        "kto": len(data.kto), "earlier": len(lesson.earlier), "anchors": len(data.anchors),
                        "neighbours": len(data.near),
                        **{f"from {s}": n for s, n in Counter(r.source for r in lesson.records).items()}}
         stages.enter("training")
-        report.candidates = train(engine, base_path, data, lesson, options, work, log,
-                                  neighbours.near(near, lesson.new + lesson.earlier, per_cell=len(near)))
+        report.candidates = train(engine, base_path, data, lesson, options, work, log, close)
         stages.enter("candidates")
         report.chosen = candidates.choose(engine, report.candidates, lesson.earlier, log)
         stages.enter("verification")

@@ -407,13 +407,11 @@ def check(engine: Engine, neighbours: list[Known], taught: list[Taught]) -> Loca
     return result
 
 
-def train_on(data: Data, tokens: Tokens, references: list[Known], new: list[Taught], earlier: list[Taught],
-             pairs: int) -> None:
-    """Add to a cycle's training data the neighbours of what it holds: their base answers in every
-    batch (Data.near), and `pairs` contrast pairs per item taught now."""
-    data.near = [tokens.sequence([{"role": "user", "content": k.question}], k.answer)
-                 for k in near(references, new + earlier, per_cell=len(references))]
-    data.dpo += contrast(tokens, references, new, pairs)
+def train_on(data: Data, tokens: Tokens, close: list[Known], new: list[Taught], pairs: int) -> None:
+    """Add to a cycle's training data the neighbours of what it holds (`close`, from near()):
+    their base answers in every batch (Data.near), and `pairs` contrast pairs per item taught now."""
+    data.near = [tokens.sequence([{"role": "user", "content": k.question}], k.answer) for k in close]
+    data.dpo += contrast(tokens, close, new, pairs)
 
 
 def contrast(tokens: Tokens, references: list[Known], new: list[Taught], per_item: int = 2) -> list[Pair]:
