@@ -122,7 +122,8 @@ def _cycle(store: Store, base: str, base_path: Path, options: Options, log: Log)
     try:
         busy.wait_for_idle(log, limit=busy.PATIENCE)
         steady = anchors.answers(engine, model_cache(base_path, "anchors"))  # the base model's: no drift over versions
-        probes, near = neighbour_answers(engine, base_path, options)
+        # with nothing taught (moss distill records, ratings alone) no question has neighbours
+        probes, near = neighbour_answers(engine, base_path, options) if lesson.new + lesson.earlier else ([], [])
         _serve_parent(store, engine, lesson.parent, base_path, options, work, report)
         stages.enter("wordings")
         reword(engine, lesson.new, options, log)

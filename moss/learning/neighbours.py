@@ -346,13 +346,16 @@ def base_answers(engine: Engine, questions: list[Known], cache: Path, label: str
     found = cached(cache, questions)
     if found is not None:
         return found
-    said = []
+    said: list[list[str]] = [[] for _ in questions]
     for n, (temperature, seed) in enumerate(KNOWS):
-        order = questions[::-1] if n % 2 else questions
-        got = parallel_map(lambda k: ask(engine, k.question, temperature, seed, whole=True), order,
+        # only what it got right every time so far is asked again: most of a bank is settled at once
+        alive = [i for i, s in enumerate(said) if all(right(a, questions[i].keys) for a in s)]
+        order = alive[::-1] if n % 2 else alive  # other batch companions than the last time
+        got = parallel_map(lambda i: ask(engine, questions[i].question, temperature, seed, whole=True), order,
                            f"{label} ({n + 1}/{len(KNOWS)})", "questions", 4)
-        said.append(got[::-1] if n % 2 else got)
-    paths.write_shared(cache, json.dumps({"asked": _asked(questions), "format": 3, "answers": list(zip(*said))},
+        for i, answer in zip(order, got):
+            said[i].append(answer)
+    paths.write_shared(cache, json.dumps({"asked": _asked(questions), "format": 4, "answers": said},
                                          ensure_ascii=False))
     return cached(cache, questions) or []
 
@@ -360,7 +363,7 @@ def base_answers(engine: Engine, questions: list[Known], cache: Path, label: str
 def cached(cache: Path, questions: list[Known]) -> list[Known] | None:
     """The known neighbours kept in `cache`, if it was made for `questions` (None otherwise)."""
     found = json.loads(cache.read_text(encoding="utf-8")) if cache.exists() else None
-    if not (isinstance(found, dict) and found.get("asked") == _asked(questions) and found.get("format") == 3):
+    if not (isinstance(found, dict) and found.get("asked") == _asked(questions) and found.get("format") == 4):
         return None
     return [Known(k.question, k.keys, said[0]) for k, said in zip(questions, found["answers"])
             if all(right(s, k.keys) for s in said)]
