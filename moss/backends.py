@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from moss.inference.engine import Engine, Generation, Sampling
 from moss.inference.prompts import Message
 from moss.inference.remote import RemoteEngine, api_base
+from moss.learning.memory import Memories, latest_question, with_memories
 from moss.server.api_types import FeedbackIn
 from moss.store import Answer, Store, StoreError
 
@@ -45,14 +46,19 @@ def checked(kind: str, value: dict) -> dict:
 
 
 class Local:
-    """An engine here; exchanges and feedback go to this machine's store as its local user."""
+    """An engine here; exchanges and feedback go to this machine's store as its local user, and
+    what people taught (memories) goes into its prompts, as the server's does."""
 
     def __init__(self, engine: Engine, store: Store):
         self.engine, self.store = engine, store
         self.user = store.local_user()
+        self.memories = Memories(store, engine.model)
 
     def answer(self, messages: list[Message], sampling: Sampling) -> Generation:
-        return self.engine.generate(messages, sampling)
+        used = self.memories.recall(latest_question(messages), self.user.id)
+        generation = self.engine.generate(with_memories(messages, used), sampling)
+        generation.result.memories = [m.id for m in used]
+        return generation
 
     def keep(self, messages: list[Message], generation: Generation, sampling: Sampling) -> str | None:
         r = generation.result

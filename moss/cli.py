@@ -139,16 +139,30 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
               "--user-share", help="Most of the batch slots plus queue places one user may hold, "
                                    "with --auth (0.5 = half).")] = 0.5,
           daily_tokens: Annotated[int, typer.Option("--daily-tokens", help="Tokens per user per day; 0 = off.")] = 0,
+          learn_every: Annotated[Optional[str], typer.Option(
+              "--learn-every", help="Run the learning cycle this often (30m, 1h, 1d) while feedback waits; "
+                                    "needs the training extra.")] = None,
+          learn_when: Annotated[Optional[int], typer.Option(
+              "--learn-when", help="Run the learning cycle as soon as this many pieces of feedback wait.")] = None,
           ) -> None:
     """Serve the OpenAI-compatible API (and the web page) over HTTP."""
     import uvicorn
 
     from moss.server.access import Exposure, Limits
     from moss.server.app import create_app
+    from moss.server.schedule import Plan, duration
     if not 1 <= parallel <= 64:
         fail(f"--parallel must be 1..64, got {parallel}")
     if not 0 < user_share <= 1:
         fail(f"--user-share must be in (0, 1], got {user_share}")
+    try:
+        plan = Plan(duration(learn_every) if learn_every else None, learn_when)
+    except ValueError as exc:
+        fail(f"--learn-every: {exc}")
+    if learn_when is not None and learn_when < 1:
+        fail(f"--learn-when must be 1 or more, got {learn_when}")
+    if plan.active:
+        _require("train", "torch", "peft")
     exposure = Exposure(host, tuple(allowed_host or ()))
     if exposure.public and not auth and not insecure:
         fail(f"--host {host} makes Moss reachable from other machines, and without --auth anyone "
@@ -161,7 +175,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 
     engine = _engine(model, ctx, threads, serving=False, parallel=parallel, max_queue=max_queue,
                      user_share=limits.user_share)  # the server follows the serving version itself
     _register(store, engine)
-    app = create_app(engine, store, auth=auth, limits=limits, exposure=exposure)
+    if plan.active and not engine.adapters:
+        fail("--learn-every and --learn-when need a model served here (a remote engine serves its own)")
+    app = create_app(engine, store, auth=auth, limits=limits, exposure=exposure, plan=plan)
     if exposure.public and not auth:
         err.print(f"[bold red]WARNING: --insecure: Moss answers anyone who can reach {escape(host)}:{port}, "
                   f"with no key; conversations and feedback are shared by all of them.[/]")

@@ -193,6 +193,8 @@ class ChatSession:
             notes.append("cut at --max-tokens")
         if r.dropped_messages:
             notes.append(f"{r.dropped_messages} oldest messages left out to fit the context")
+        if r.memories:
+            notes.append(f"used {len(r.memories)} thing(s) people taught / 用了 {len(r.memories)} 条记忆")
         self.console.print(f"[dim]{' · '.join(notes)}[/]")
 
 

@@ -182,6 +182,29 @@ def test_feedback_of_every_kind_survives_a_reload(page, server):
     assert "flag" not in kinds()
 
 
+def test_a_correction_is_remembered_at_once_and_can_be_forgotten(page, server):
+    ask(page, "Who founded the Quillmere Lighthouse Society?")
+    last_answer(page).locator("[data-testid=better]").click()
+    page.fill("[data-testid=correction-input]", "Edda Thornvik founded the Quillmere Lighthouse Society.")
+    page.click("[data-testid=save-correction]")
+    note = page.wait_for_selector("[data-testid=will-remember]")
+    assert note.get_attribute("data-scope") == "you" and "Moss will remember this" in note.inner_text()
+    ask(page, "Who established the Quillmere Lighthouse Society?")
+    marker = last_answer(page).locator("[data-testid=memory-marker]")
+    marker.click()  # the marker opens the memories the answer used
+    used = last_answer(page).locator("[data-testid=used-memory]")
+    assert used.count() == 1 and "Edda Thornvik" in used.inner_text()
+    shot(page, "memory")
+    page.click("[data-testid=memories-open]")
+    item = page.locator("[data-testid=memory-item]", has_text="Quillmere")
+    assert item.get_attribute("data-scope") == "you"
+    item.locator("[data-testid=forget-memory]").click()
+    page.wait_for_selector("[data-testid=memory-item][data-scope=gone]")
+    page.click("[data-testid=memories-close]")
+    ask(page, "Who established the Quillmere Lighthouse Society?")
+    assert last_answer(page).locator("[data-testid=memory-marker]").count() == 0
+
+
 def test_an_admin_reviews_feedback_and_its_author_sees_where_it_stands(page, server):
     """The server's own user is its admin (no --auth, on this machine): the page shows the review."""
     ask(page, "Who founded the Quorvane Library?")

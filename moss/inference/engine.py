@@ -61,6 +61,7 @@ class Result:
     time_to_first_token: float = 0.0  # from submission, so it includes waiting in the queue
     total_seconds: float = 0.0
     message_id: str = ""  # where a Moss server stored this answer (remote engines only)
+    memories: list[int] = field(default_factory=list)  # the ids of the memories in its prompt (learning/memory.py)
 
     @property
     def tokens_per_second(self) -> float:

@@ -86,6 +86,7 @@ class RemoteEngine:
             result.finish_reason = choice.get("finish_reason") or result.finish_reason
         if chunk.get("moss"):  # a Moss server says where it stored the exchange
             result.message_id = chunk["moss"]["message_ids"][-1]
+            result.memories = [m["id"] for m in chunk["moss"].get("memories", [])]
         if chunk.get("usage"):
             result.prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
             result.completion_tokens = chunk["usage"].get("completion_tokens", result.completion_tokens)

@@ -101,7 +101,10 @@ class Learner:
         return LearnStatus(running=running, exit_code=code, started_at=self.started_at, log=list(self.lines)[-40:])
 
 
-def router(engine: Engine, store: Store, caller: Callable, learner: Learner) -> APIRouter:
+def router(engine: Engine, store: Store, caller: Callable, learner: Learner,
+           decided: Callable[[], None] = lambda: None) -> APIRouter:
+    """The admin routes; `decided` runs after an admin accepts or rejects feedback (the memory
+    index follows at once)."""
     api = APIRouter(prefix="/v1/admin", tags=["admin"])
 
     def admin(who=Depends(caller)):
@@ -136,12 +139,16 @@ def router(engine: Engine, store: Store, caller: Callable, learner: Learner) -> 
     @api.post("/feedback/{feedback_id}/accept", response_model=FeedbackEntry,
               summary="Accept: the next cycle learns it, whatever the automatic checks said")
     def accept(feedback_id: int, who=Depends(admin)):
-        return found(lambda: review.accept(store, feedback_id, who.user.name))
+        entry = found(lambda: review.accept(store, feedback_id, who.user.name))
+        decided()
+        return entry
 
     @api.post("/feedback/{feedback_id}/reject", response_model=FeedbackEntry,
               summary="Reject, learned or not: never learned, and unlearned by the next cycle")
     def reject(feedback_id: int, body: Decision, who=Depends(admin)):
-        return found(lambda: review.reject(store, feedback_id, who.user.name, body.reason))
+        entry = found(lambda: review.reject(store, feedback_id, who.user.name, body.reason))
+        decided()
+        return entry
 
     @api.post("/learn", response_model=LearnStatus, status_code=202,
               summary="Start a learning cycle on the feedback not yet learned")

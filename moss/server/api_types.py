@@ -45,6 +45,7 @@ class ChatRequest(BaseModel):
     user: str | None = Field(None, max_length=256)
     conversation_id: str | None = Field(None, max_length=64,
                                         description="Moss: continue this stored conversation")
+    memories: bool = Field(True, description="Moss: use what people taught (memories not yet learned)")
 
 
 class AssistantMessage(BaseModel):
@@ -70,10 +71,20 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
 
 
+class MemoryUsed(BaseModel):
+    """A memory put into the prompt: something a person taught, not yet learned by the model."""
+    id: int
+    question: str
+    answer: str
+    scope: Literal["you", "everyone", "learned", "gone"]  # whom it reaches now (see MemoryOut)
+
+
 class MossInfo(BaseModel):
-    """Where Moss stored the exchange: use the ids to send feedback on an answer."""
+    """Where Moss stored the exchange (use the ids to send feedback on an answer), and the
+    memories the answer used."""
     conversation_id: str
     message_ids: list[str]  # the answers' ids, one per choice
+    memories: list[MemoryUsed] = []
 
 
 class ChatCompletion(BaseModel):
@@ -189,6 +200,34 @@ class FeedbackOut(BaseModel):
     unlearned_in: str | None = None  # the version that removed it again
     created_at: datetime
     updated_at: datetime
+    memory: "MemoryOut | None" = None  # a correction's: what Moss remembers at once, and for whom
+
+
+class MemoryOut(BaseModel):
+    """What a correction taught, and whom it reaches: "you" (its author, until accepted),
+    "everyone", "learned" (the serving model learned it: no longer retrieved), "gone" (rejected)."""
+    id: int
+    question: str
+    answer: str
+    lang: str
+    scope: Literal["you", "everyone", "learned", "gone"]
+    state: str  # its feedback's state
+    reason: str
+    learned_in: str | None = None
+    author: str
+    feedback_id: int
+    created_at: datetime
+
+
+class MemoryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MemoryOut]
+
+
+class MemoryDeleted(BaseModel):
+    id: int
+    object: Literal["memory.deleted"] = "memory.deleted"
+    deleted: bool = True
 
 
 class FeedbackEntries(BaseModel):
@@ -225,6 +264,7 @@ class StoredMessage(BaseModel):
     completion_tokens: int | None = None
     created_at: datetime
     feedback: list[FeedbackOut] = []  # the caller's own judgments of this message
+    memories: list[MemoryUsed] = []  # what people taught that its prompt held
 
 
 class ConversationDetail(ConversationSummary):

@@ -14,18 +14,21 @@ from starlette.concurrency import run_in_threadpool
 from moss.inference import models
 from moss.inference.engine import Engine, Sampling
 from moss.learning import review, versions
+from moss.learning.memory import Memories, latest_question
 from moss.server import admin
 from moss.server.access import COOKIE, Access, Exposure, Limits, is_loopback
 from moss.server.api_types import (ChatCompletion, ChatMessage, ChatRequest, ConversationCreate,
                                    ConversationDetail, ConversationList, ConversationRename,
                                    ConversationSummary, Deleted, ErrorResponse, FeedbackEntries, FeedbackIn,
-                                   FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, ModelCard, ModelList, SessionIn,
-                                   SessionOut, StoredMessage)
+                                   FeedbackList, FeedbackOut, FeedbackWithdrawn, Health, MemoryDeleted, MemoryList,
+                                   MemoryOut, MemoryUsed, ModelCard, ModelList, SessionIn, SessionOut, StoredMessage)
 from moss.server.errors import ApiError, found, install_handlers
 from moss.server.exchange import Exchange
 from moss.server.metrics import Metrics
 from moss.server.perimeter import MAX_BODY, BodyLimit, Perimeter
+from moss.server.schedule import Plan, Schedule
 from moss.store import Store
+from moss.store.memories import Remembered
 from moss.store.schema import User
 
 WEB = Path(__file__).parent / "web"  # the chat page: static files, no build step
@@ -42,26 +45,34 @@ class Caller:
 
 
 def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits | None = None,
-               exposure: Exposure | None = None) -> FastAPI:
+               exposure: Exposure | None = None, plan: Plan | None = None) -> FastAPI:
     access = Access(store, auth, limits or Limits())
     metrics = Metrics(lambda: engine.activity().queued, lambda: engine.activity().active)
     aliases = {engine.model, "moss", "default"}
     started = int(time.time())
+    memories = Memories(store, engine.model)
+    learner = None
+    if engine.adapters:  # an engine here can serve trained versions: it may learn
+        learner = admin.Learner(engine.model if engine.model in models.REGISTRY else str(engine.path))
 
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        keeper = None
-        if engine.adapters:  # an engine that can serve trained versions follows the serving one
+        threads = [threading.Thread(target=memories.watch, args=(stop,), name="moss-memories", daemon=True)]
+        if learner is not None:  # follow the serving version
             await run_in_threadpool(versions.follow, engine, store)
-            keeper = threading.Thread(target=admin.housekeeping, args=(engine, store, stop),
-                                      name="moss-housekeeping", daemon=True)
-            keeper.start()
+            threads.append(threading.Thread(target=admin.housekeeping, args=(engine, store, stop),
+                                            name="moss-housekeeping", daemon=True))
+            if plan is not None and plan.active:
+                threads.append(threading.Thread(target=Schedule(plan, learner, store).run, args=(stop,),
+                                                name="moss-schedule", daemon=True))
+        for thread in threads:
+            thread.start()
         yield
         stop.set()
-        if keeper is not None:
-            keeper.join()
+        for thread in threads:
+            thread.join()
         await run_in_threadpool(engine.close)
         store.close()
 
@@ -101,8 +112,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         if body.model not in aliases:
             raise ApiError(404, f"the model '{body.model}' does not exist; this server serves "
                                 f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
-        exchange = Exchange(store, metrics, engine.model, who.user.id, body,
-                            [_plain(m, i) for i, m in enumerate(body.messages)], _sampling(body, engine.context_size))
+        messages = [_plain(m, i) for i, m in enumerate(body.messages)]
+        used = await run_in_threadpool(memories.recall, latest_question(messages), who.user.id) \
+            if body.memories else []
+        exchange = Exchange(store, metrics, engine.model, who.user.id, body, messages,
+                            _sampling(body, engine.context_size), used)
         # The queue is fair across this key: the user, split further by OpenAI's `user` field
         # when an app sends its own end-users through one key.
         fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
@@ -142,9 +156,13 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     def get_conversation(conversation_id: str, who: Caller = Depends(api_caller)):
         conversation, messages = found(lambda: store.conversation(who.user.id, conversation_id))
         feedback = store.feedback_on(who.user.id, [m.id for m in messages])
+        taught = {r.memory.feedback_id: r for r in store.memories(
+            feedback_ids={f.id for rows in feedback.values() for f in rows if f.kind == "correction"})}
+        used = {r.memory.id: r for r in store.memories(ids={i for m in messages for i in m.memory_ids or []})}
         return ConversationDetail(**_summary(conversation).model_dump(), messages=[
-            StoredMessage.model_validate(m, from_attributes=True).model_copy(update={"feedback": [
-                FeedbackOut.model_validate(f, from_attributes=True) for f in feedback.get(m.id, [])]})
+            StoredMessage.model_validate(m, from_attributes=True).model_copy(update={
+                "feedback": [_feedback(f, taught.get(f.id), memories) for f in feedback.get(m.id, [])],
+                "memories": [_used(used[i], memories) for i in m.memory_ids or [] if i in used]})
             for m in messages])
 
     @app.patch("/v1/conversations/{conversation_id}", response_model=ConversationSummary, responses=ERRORS)
@@ -166,7 +184,9 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             row = found(lambda: store.set_feedback(who.user.id, message_id, body.kind, value))
         except ValueError as exc:
             raise ApiError(400, str(exc), param="kind")
-        return FeedbackOut.model_validate(row, from_attributes=True)
+        if body.kind == "correction":
+            memories.changed()  # its author's next question already finds it
+        return _feedback(row, next(iter(store.memories(feedback_ids={row.id})), None), memories)
 
     @app.get("/v1/feedback", response_model=FeedbackEntries, responses=ERRORS,
              summary="Your feedback, newest first, with where each stands (pending, learned in v3...) and why")
@@ -177,13 +197,36 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     def list_feedback(message_id: str, who: Caller = Depends(api_caller)):
         found(lambda: store.message(who.user.id, message_id))
         rows = store.feedback_on(who.user.id, [message_id]).get(message_id, [])
-        return FeedbackList(data=[FeedbackOut.model_validate(f, from_attributes=True) for f in rows])
+        taught = {r.memory.feedback_id: r for r in store.memories(feedback_ids={f.id for f in rows})}
+        return FeedbackList(data=[_feedback(f, taught.get(f.id), memories) for f in rows])
 
     @app.delete("/v1/messages/{message_id}/feedback/{kind}", response_model=FeedbackWithdrawn,
                 responses=ERRORS, summary="Withdraw your feedback of one kind")
     def withdraw_feedback(message_id: str, kind: str, who: Caller = Depends(api_caller)):
         found(lambda: store.withdraw_feedback(who.user.id, message_id, kind))
         return FeedbackWithdrawn(message_id=message_id, kind=kind)
+
+    # ---- memories (what corrections taught, used at once) ----
+
+    @app.get("/v1/memories", response_model=MemoryList, responses=ERRORS,
+             summary="Your memories (all=true: everyone's, for admins), with whom each reaches")
+    def list_memories(all: bool = False, who: Caller = Depends(api_caller)):
+        if all and not who.admin:
+            raise ApiError(403, "only an admin may list everyone's memories", "permission_error", param="all")
+        rows = memories.listing(None if all else who.user.id)
+        return MemoryList(data=[_memory(r, reach) for r, reach in reversed(rows)])
+
+    @app.delete("/v1/memories/{memory_id}", response_model=MemoryDeleted, responses=ERRORS,
+                summary="Delete a memory: its correction is rejected, and unlearned if a version learned it")
+    def delete_memory(memory_id: int, who: Caller = Depends(api_caller)):
+        rows = store.memories(ids={memory_id})
+        if not rows or (rows[0].memory.user_id != who.user.id and not who.admin):
+            raise ApiError(404, f"no memory {memory_id}", code="memory_not_found")  # others' look like missing
+        mine = rows[0].memory.user_id == who.user.id
+        store.decide(rows[0].memory.feedback_id, "rejected",
+                     "its author deleted it" if mine else f"deleted by the admin {who.user.name}", who.user.name)
+        memories.changed()
+        return MemoryDeleted(id=memory_id)
 
     # ---- the page's sign-in: the key goes into an HttpOnly cookie that no script can read ----
 
@@ -205,9 +248,8 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         response.delete_cookie(COOKIE, samesite="strict")
         return SessionOut(user=None, auth=auth)
 
-    if engine.adapters:
-        ref = engine.model if engine.model in models.REGISTRY else str(engine.path)
-        app.include_router(admin.router(engine, store, caller, admin.Learner(ref)))
+    if learner is not None:
+        app.include_router(admin.router(engine, store, caller, learner, memories.changed))
 
     # ---- operations ----
 
@@ -262,6 +304,26 @@ def _sampling(body: ChatRequest, context_size: int) -> Sampling:
 
 
 # ---- small helpers ----
+
+def _feedback(row, remembered: Remembered | None, memories: Memories) -> FeedbackOut:
+    """A piece of feedback as the API shows it; a correction's with its memory."""
+    out = FeedbackOut.model_validate(row, from_attributes=True)
+    if remembered is not None:
+        out.memory = _memory(remembered, memories.scope_of(remembered))
+    return out
+
+
+def _used(r: Remembered, memories: Memories) -> MemoryUsed:
+    m = r.memory
+    return MemoryUsed(id=m.id, question=m.question, answer=m.answer, scope=memories.scope_of(r))
+
+
+def _memory(r: Remembered, reach: str) -> MemoryOut:
+    m = r.memory
+    return MemoryOut(id=m.id, question=m.question, answer=m.answer, lang=m.lang, scope=reach, state=r.state,
+                     reason=r.reason, learned_in=r.learned_in, author=r.author, feedback_id=m.feedback_id,
+                     created_at=m.created_at)
+
 
 def _summary(conversation) -> ConversationSummary:
     return ConversationSummary.model_validate(conversation, from_attributes=True)

@@ -14,6 +14,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from moss.inference.engine import Engine, EngineBusy, EngineError, Generation, Sampling
+from moss.learning.memory import Recalled, with_memories
 from moss.server.api_types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -21,6 +22,7 @@ from moss.server.api_types import (
     Choice,
     ChunkChoice,
     Delta,
+    MemoryUsed,
     MossInfo,
     PromptTokensDetails,
     Usage,
@@ -32,7 +34,8 @@ from moss.store import Answer, Store
 
 @dataclass
 class Exchange:
-    """A request's messages and sampling, who asked, and where its answers and records go."""
+    """A request's messages and sampling, who asked, the memories its answers use, and where its
+    answers and records go."""
     store: Store
     metrics: Metrics
     model: str
@@ -40,6 +43,7 @@ class Exchange:
     body: ChatRequest
     messages: list[dict]
     sampling: Sampling
+    memories: list[Recalled] = field(default_factory=list)
     generations: list[Generation] = field(default_factory=list)
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
@@ -48,11 +52,13 @@ class Exchange:
         """Submit body.n answers (seeds differ, so samples do; each holds a place of its own in
         the owner's share); cancel them all if any is refused. Runs in a thread: rendering and
         tokenizing a long history takes milliseconds."""
+        prompt = with_memories(self.messages, self.memories)  # stored as the answers' prompt, not in the conversation
         try:
             for i in range(self.body.n):
                 seed = None if self.sampling.seed is None else self.sampling.seed + i
                 self.generations.append(engine.generate(
-                    self.messages, Sampling(**{**self.sampling.__dict__, "seed": seed}), user=user, owner=owner))
+                    prompt, Sampling(**{**self.sampling.__dict__, "seed": seed}), user=user, owner=owner))
+                self.generations[-1].result.memories = [m.id for m in self.memories]
         except EngineBusy as exc:
             self.cancel()
             raise ApiError(429, str(exc), "rate_limit_error", "server_busy", headers={"Retry-After": "1"})
@@ -108,7 +114,9 @@ class Exchange:
                                                self.body.conversation_id, self.generations[0].result.dropped_messages)
         except LookupError as exc:
             raise ApiError(404, str(exc), param="conversation_id", code="conversation_not_found")
-        return MossInfo(conversation_id=recorded.conversation_id, message_ids=recorded.message_ids[-len(answers):])
+        return MossInfo(conversation_id=recorded.conversation_id, message_ids=recorded.message_ids[-len(answers):],
+                        memories=[MemoryUsed(id=m.id, question=m.question, answer=m.answer, scope=m.scope)
+                                  for m in self.memories])
 
     def record_stopped(self) -> None:
         """Keep what a stopped answer had written (as ChatGPT does), once the engine has let go of

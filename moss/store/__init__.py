@@ -1,7 +1,7 @@
 """The store: conversations, messages, feedback, users and keys, model versions and training
-records, in SQLite or PostgreSQL, migrated by Alembic.
+records, memories, in SQLite or PostgreSQL, migrated by Alembic.
 
-May import the basics only (moss.paths); knows nothing of engines, learning or HTTP."""
+May import the basics only (moss.paths, moss.lang); knows nothing of engines, learning or HTTP."""
 
 from moss.store.database import LOCAL_USER, Answer, Store, StoreError
 

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moss import paths
+from moss.store.memories import MemoryStore, remember
 from moss.store.schema import (FEEDBACK_STATES, ApiKey, Conversation, Feedback, FeedbackEvent, Message, ModelVersion,
                                TrainingRecord, User, now)
 
@@ -43,6 +44,7 @@ class Answer:
     finish_reason: str
     latency_ms: int
     ttft_ms: int
+    memory_ids: list[int] = field(default_factory=list)  # the memories its prompt held
 
     @classmethod
     def of(cls, result, sampling: dict[str, Any]) -> "Answer":
@@ -51,7 +53,7 @@ class Answer:
                    sampling={**sampling, "seed": result.seed}, prompt_tokens=result.prompt_tokens,
                    completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
                    finish_reason=result.finish_reason, latency_ms=int(result.total_seconds * 1000),
-                   ttft_ms=int(result.time_to_first_token * 1000))
+                   ttft_ms=int(result.time_to_first_token * 1000), memory_ids=list(result.memories))
 
 
 @dataclass
@@ -120,6 +122,7 @@ class FeedbackStore:
                 return row  # the same judgment again: nothing changes, not even its place in the queue
             row.value, row.updated_at, row.attempts, row.checks = value, now(), 0, {}
             s.flush()
+            remember(s, row, message)
             _step(s, row, "pending", "new: checked before the next learning cycle", s.get(User, user_id).name)
             return row
 
@@ -200,7 +203,7 @@ class FeedbackStore:
         return chain[::-1]
 
 
-class Store(FeedbackStore):
+class Store(FeedbackStore, MemoryStore):
     def __init__(self, url: str | None = None):
         self.url = url or database_url()
         sqlite = self.url.startswith("sqlite")

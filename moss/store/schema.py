@@ -1,5 +1,5 @@
 """The database tables: users, API keys, conversations, messages, feedback and its history,
-model versions, training records."""
+model versions, training records, memories."""
 
 from datetime import datetime, timezone
 from typing import Any
@@ -83,6 +83,7 @@ class Message(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(20))
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    memory_ids: Mapped[list[Any] | None] = mapped_column()  # the memories its prompt held (learning/memory.py)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
     __table_args__ = (Index("ix_messages_user_path", "user_id", "path_hash"),
@@ -142,4 +143,17 @@ class TrainingRecord(Base):
     reason: Mapped[str] = mapped_column(Text, default="")  # why it was dropped
     teacher: Mapped[str] = mapped_column(String(200), default="")
     version_id: Mapped[str | None] = mapped_column(String(200))  # the version that learned it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Memory(Base):
+    """What a correction teaches, kept for retrieval at answer time: the question it answers and
+    the corrected answer. Who may see it follows its feedback's state (learning/memory.py)."""
+    __tablename__ = "memories"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

@@ -234,6 +234,7 @@ function renderMessage(m) {
   if (fb.correction) box.append(el("div", { className: "correction", dataset: { testid: "correction" } },
     el("div", { className: "label", textContent: t("correctionSaved") }), markdown(fb.correction.content)));
   for (const f of standing) box.append(standingLine(f));
+  if (m.memories?.length) box.append(usedMemories(m));
   const panel = { rating: ratingPanel, correction: correctionPanel, compare: comparePanel }[S.open[m.id]];
   if (panel) box.append(panel(m, fb));
   return box;
@@ -248,8 +249,23 @@ function stateText(f) {
 }
 
 function standingLine(f) {
-  return el("div", { className: `standing ${f.state}`, dataset: { testid: `standing-${f.kind}`, state: f.state } },
+  const line = el("div", { className: `standing ${f.state}`, dataset: { testid: `standing-${f.kind}`, state: f.state } },
     el("strong", { textContent: `${t(`kinds.${f.kind}`)}: ${stateText(f)}` }), f.reason ? el("span", { className: "note", textContent: ` — ${f.reason}` }) : null);
+  if (f.memory && f.memory.scope !== "gone") {  // a correction acts at once, for whom its state allows
+    const label = f.memory.scope === "learned" ? t("remembered") : t("remember");
+    line.append(el("div", { className: "memory-note", dataset: { testid: "will-remember", scope: f.memory.scope } },
+      `🧠 ${label}: ${t(`scopes.${f.memory.scope}`)}${f.memory.learned_in ? ` (${f.memory.learned_in})` : ""}`));
+  }
+  return line;
+}
+
+// The memories an answer's prompt held: a marker that opens them.
+function usedMemories(m) {
+  const list = el("ul", { hidden: true }, ...m.memories.map((u) =>
+    el("li", { dataset: { testid: "used-memory", id: String(u.id) } }, `${u.question} → ${u.answer}`)));
+  const marker = el("button", { type: "button", className: "memory-marker", dataset: { testid: "memory-marker" },
+    textContent: `🧠 ${m.memories.length}`, title: t("usedMemories"), onclick: () => { list.hidden = !list.hidden; } });
+  return el("div", { className: "memories-used" }, marker, list);
 }
 
 function toggle(m, panel) { S.open[m.id] = S.open[m.id] === panel ? null : panel; renderThread(); }
@@ -501,6 +517,34 @@ function reviewItem(e) {
   return item;
 }
 
+// ---------- memories: what your corrections taught (admins: everyone's), and forgetting them ----------
+
+async function openMemories() {
+  $("#memories").showModal();
+  await loadMemories();
+}
+
+async function loadMemories() {
+  const all = $("#memories-all").checked, list = $("#memories-list");
+  $("#memories-title").textContent = all ? t("allMemories") : t("myMemories");
+  try {
+    const rows = (await api(`/v1/memories${all ? "?all=true" : ""}`)).data;
+    list.replaceChildren(...(rows.length ? rows.map(memoryItem) : [el("p", { className: "note", textContent: t("nothingToReview") })]));
+  } catch (error) { list.replaceChildren(el("p", { className: "error", textContent: error.message })); }
+}
+
+function memoryItem(r) {
+  const forget = el("button", { type: "button", textContent: t("deleteMemory"), dataset: { testid: "forget-memory" }, onclick: async () => {
+    try { await api(`/v1/memories/${r.id}`, { method: "DELETE" }); await loadMemories(); } catch (error) { alertError(error); }
+  } });
+  return el("div", { className: "review-item", dataset: { testid: "memory-item", id: String(r.id), scope: r.scope } },
+    el("div", {}, el("strong", { textContent: `#${r.id} ${t(`scopes.${r.scope}`)}` }),
+      el("span", { className: "note", textContent: ` — ${t("memoryAuthor")} ${r.author}${r.learned_in ? ` · ${t("learnedIn")} ${r.learned_in}` : ""}` })),
+    el("div", {}, el("span", { className: "label", textContent: `${t("question")}: ` }), r.question),
+    el("div", { className: "correction" }, el("span", { className: "label", textContent: `${t("taught")}: ` }), r.answer),
+    r.scope === "gone" ? null : el("div", { className: "row" }, forget));
+}
+
 // ---------- sign-in ----------
 
 function showSignIn() {
@@ -513,6 +557,7 @@ $("#signin-form").onsubmit = async (event) => {
   try {
     const session = await api("/v1/session", { method: "POST", body: JSON.stringify({ key: $("#key").value.trim() }) });
     $("#review-open").hidden = !session.admin;
+    $("#memories-all-label").hidden = !session.admin;
     $("#key").value = "";
     S.signedIn = true;
     await loadModels();
@@ -554,6 +599,9 @@ $("#mine").onclick = () => openReview(false);
 $("#review-open").onclick = () => openReview(true);
 $("#review-state").onchange = () => { S.review.state = $("#review-state").value; loadReview(); };
 $("#review-close").onclick = () => $("#review").close();
+$("#memories-open").onclick = () => openMemories();
+$("#memories-close").onclick = () => $("#memories").close();
+$("#memories-all").onchange = () => loadMemories();
 $("#signout").onclick = async () => {
   await api("/v1/session", { method: "DELETE" }).catch(() => null);
   S.signedIn = false; newChat(); S.conversations = []; renderSidebar(); renderStatic(); showSignIn();
@@ -566,6 +614,7 @@ $("#signout").onclick = async () => {
     const session = await api("/v1/session");
     S.signedIn = session.auth;
     $("#review-open").hidden = !session.admin;
+    $("#memories-all-label").hidden = !session.admin;
     renderStatic();
     await loadModels();
     await loadConversations();

@@ -26,6 +26,10 @@ const STRINGS = {
     attention: "Waiting for a decision", all: "All", close: "Close", nothingToReview: "Nothing here.",
     question: "Question", answered: "Moss answered", taught: "Taught", accept: "Accept", reject: "Reject",
     rejectReason: "Reason for rejecting (shown to its author)",
+    memories: "Memories", myMemories: "My memories", allMemories: "Everyone's memories",
+    remember: "Moss will remember this", remembered: "Moss remembers", usedMemories: "Used what people taught",
+    scopes: { you: "only you, until it is accepted", everyone: "everyone", learned: "learned by the model", gone: "forgotten (rejected)" },
+    deleteMemory: "Forget", memoryAuthor: "taught by",
   },
   zh: {
     newChat: "+ 新对话", search: "搜索对话", menu: "对话列表", model: "模型",
@@ -51,5 +55,9 @@ const STRINGS = {
     attention: "等待决定", all: "全部", close: "关闭", nothingToReview: "这里没有内容。",
     question: "问题", answered: "Moss 的回答", taught: "教给它的", accept: "采纳", reject: "拒绝",
     rejectReason: "拒绝理由（作者可见）",
+    memories: "记忆", myMemories: "我的记忆", allMemories: "所有人的记忆",
+    remember: "Moss 会记住这一条", remembered: "Moss 记得", usedMemories: "用了大家教的内容",
+    scopes: { you: "仅你可见，采纳前", everyone: "所有人", learned: "模型已学会", gone: "已忘记（被拒绝）" },
+    deleteMemory: "忘掉", memoryAuthor: "教的人",
   },
 };
