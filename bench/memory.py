@@ -244,6 +244,34 @@ def scale(engine, store: Store, base: str, reader: int, many: int, already: int)
               f"p95 {xs[int(len(xs) * 0.95)] * 1000:.0f} ms (n={len(xs)}, {many:,} memories)", flush=True)
 
 
+def threshold(base: str, count: int) -> None:
+    """Retrieval alone (no model) at each COVER: how often the taught memory is found for its
+    unseen wordings, against how often any of `count` unrelated memories (and the taught ones) is
+    put into a suite prompt."""
+    store = _store(base)
+    reader = store.add_user("reader")[0].id
+    load(store, base, unrelated(count, seed=11))
+    taught = [(q, a, "zh" if not q.isascii() else "en") for q, a, _, _ in CYCLE_1]
+    load(store, base, taught)
+    suite = [i.prompt for i in build(list(SUITES), quick=True)]
+    for cover in (0.3, 0.4, 0.5, 0.6, 0.7):
+        memories = Memories(store, base, cover=cover)
+        for lang, facts in by_lang(CYCLE_1).items():
+            found = [any(m.question == q for m in memories.recall(w, reader)) for q, _, _, ws in facts for w in ws]
+            print(f"threshold {cover:.1f} [{lang}]: taught memory found for {sum(found)}/{len(found)} unseen wordings",
+                  flush=True)
+        wrong = sum(1 for p in suite if memories.recall(p, reader))
+        print(f"threshold {cover:.1f}: a memory put into {wrong}/{len(suite)} suite prompts "
+              f"({count:,} unrelated + {len(taught)} taught memories)", flush=True)
+
+
+def _store(base: str) -> Store:
+    """A fresh store in a temporary directory, `base` registered (answers name their version)."""
+    store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='moss-memory-bench-')}/moss.db")
+    store.register_version(base, base, "/bench")
+    return store
+
+
 def learn_and_probe(client: OpenAI, base: str, env: dict, model: str) -> None:
     done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -268,7 +296,7 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=1000)
     parser.add_argument("--many", type=int, default=10000)
     parser.add_argument("--learn", action="store_true", help="then one learning cycle (minutes)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: teach,general,scale")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: teach,threshold,general,scale")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     if "teach" not in skip:
@@ -277,11 +305,12 @@ def main() -> None:
             teach(client, base)
             if args.learn:
                 learn_and_probe(client, base, env, args.model)
+    if "threshold" not in skip:
+        threshold(args.model, args.memories)
     if {"general", "scale"} <= skip:
         return
     engine = open_engine(args.model, context_size=2048, parallel=4, max_queue=1000)
-    store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='moss-memory-bench-')}/moss.db")
-    store.register_version(engine.model, engine.model, str(engine.path))
+    store = _store(engine.model)
     reader = store.add_user("reader")[0].id
     try:
         if "general" not in skip:

@@ -65,6 +65,10 @@ def test_sampling_parameters(client):
                                          user="someone", extra_body={"unknown_field": 1})
     assert [c.index for c in two.choices] == [0, 1]
     assert len(two.model_extra["moss"]["message_ids"]) == 2
+    plain = client.chat.completions.create(  # what asks for nothing this server lacks is answered
+        model="moss", messages=ASK, max_tokens=3, tool_choice="none", response_format={"type": "text"},
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    assert plain.choices[0].message.content
 
 
 def test_async_client_streams_concurrently(server):
@@ -111,6 +115,10 @@ def test_models_health_metrics_docs(client, server):
     ({"model": "moss", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "text"),
     ({"model": "moss", "messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ({"model": "moss", "messages": ASK, "conversation_id": "nope"}, 404, "conversation"),
+    ({"model": "moss", "messages": ASK, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
+    ({"model": "moss", "messages": ASK, "functions": [{"name": "f"}]}, 400, "tools"),
+    ({"model": "moss", "messages": ASK, "response_format": {"type": "json_object"}}, 400, "response_format"),
+    ({"model": "moss", "messages": ASK, "logprobs": True}, 400, "logprobs"),
 ])
 def test_bad_requests_get_openai_errors(server, body, status, fragment):
     r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60)

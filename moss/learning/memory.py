@@ -26,7 +26,7 @@ from moss.store import Store
 from moss.store.memories import Remembered
 
 COVER = 0.5  # share of a memory's question weight the message must hold (bench/memory.py)
-LIMIT = 3  # memories put into one prompt, the best first
+LIMIT = 5  # memories put into one prompt, the best first: several about one subject tie on its name
 CHECK_EVERY = 1.0  # seconds between looks at the store for changes made by other processes
 
 # Words that say what is asked, not about what: they match every question of the same kind.

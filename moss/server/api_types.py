@@ -46,6 +46,14 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(None, max_length=64,
                                         description="Moss: continue this stored conversation")
     memories: bool = Field(True, description="Moss: use what people taught (memories not yet learned)")
+    # Named so that a request that needs them is refused with a clear 400 (app._unsupported), not
+    # answered as if they had not been sent: an agent given plain text fails in confusing ways.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
 
 
 class AssistantMessage(BaseModel):

@@ -109,6 +109,7 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
               summary="Create a chat completion (streaming with stream=true)")
     async def chat_completions(body: ChatRequest, request: Request, who: Caller = Depends(caller)):
         await run_in_threadpool(access.admit, who.user, who.key)
+        _unsupported(body)
         if body.model not in aliases:
             raise ApiError(404, f"the model '{body.model}' does not exist; this server serves "
                                 f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
@@ -285,6 +286,19 @@ def _plain(message: ChatMessage, index: int) -> dict:
         content = "".join(part.text or "" for part in content)
     role = "system" if message.role == "developer" else message.role
     return {"role": role, "content": content or ""}
+
+
+def _unsupported(body: ChatRequest) -> None:
+    """A 400 for what this server cannot do yet, instead of a plain-text answer the client did not ask for."""
+    if (body.tools or body.functions) and "none" not in (body.tool_choice, body.function_call):
+        raise ApiError(400, "tools (function calling) are not supported by this server yet; send the "
+                            "request without tools, or with tool_choice 'none'", param="tools")
+    kind = (body.response_format or {}).get("type", "text")
+    if kind != "text":
+        raise ApiError(400, f"response_format '{kind}' is not supported by this server yet; only 'text'",
+                       param="response_format")
+    if body.logprobs:
+        raise ApiError(400, "logprobs are not supported by this server yet", param="logprobs")
 
 
 def _sampling(body: ChatRequest, context_size: int) -> Sampling:
