@@ -16,7 +16,7 @@
 
 One comparison per line.
 
-    python bench/memory.py [--model default] [--memories 1000] [--many 10000] [--learn]"""
+    python bench/memory.py [--model default] [--memories 1000] [--many 10000] [--learn [--learn-flag=--neighbour-margin=1]]"""
 
 import argparse
 import json
@@ -272,8 +272,9 @@ def _store(base: str) -> Store:
     return store
 
 
-def learn_and_probe(client: OpenAI, base: str, env: dict, model: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model], env=env, capture_output=True, text=True)
+def learn_and_probe(client: OpenAI, base: str, env: dict, model: str, flags: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "moss", "learn", "-m", model, *flags], env=env,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         print(f"learn: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
         return
@@ -296,6 +297,7 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=1000)
     parser.add_argument("--many", type=int, default=10000)
     parser.add_argument("--learn", action="store_true", help="then one learning cycle (minutes)")
+    parser.add_argument("--learn-flag", action="append", default=[], help="passed to moss learn (repeatable)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: teach,threshold,general,scale")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -304,7 +306,7 @@ def main() -> None:
             client = OpenAI(base_url=base + "/v1", api_key="none")
             teach(client, base)
             if args.learn:
-                learn_and_probe(client, base, env, args.model)
+                learn_and_probe(client, base, env, args.model, args.learn_flag)
     if "threshold" not in skip:
         threshold(args.model, args.memories)
     if {"general", "scale"} <= skip:

@@ -73,6 +73,7 @@ class Local:
             self.store.set_feedback(self.user.id, message_id, kind, checked(kind, value))
         except (StoreError, LookupError, ValueError) as exc:
             raise FeedbackError(str(exc)) from None
+        self.memories.changed()  # a correction applies to the very next question
 
     def close(self) -> None:
         self.engine.close()

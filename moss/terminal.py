@@ -117,8 +117,9 @@ class ChatSession:
             return
         else:
             kind, value = "correction", {"content": arg}
-            done = ("correction saved: once the trust policy accepts it, `moss learn` teaches it (moss feedback review) / "
-                    "更正已保存：通过信任检查后，`moss learn` 会学习它")
+            done = ("correction saved: Moss remembers it from the next question on; once the trust policy "
+                    "accepts it, `moss learn` teaches it (moss feedback review) / "
+                    "更正已保存：从下一个问题起 Moss 会记住它；通过信任检查后，`moss learn` 会学习它")
         try:
             self.backend.feedback(self.last, kind, **value)
         except FeedbackError as exc:

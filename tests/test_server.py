@@ -6,6 +6,7 @@ import time
 
 import httpx
 import openai
+import pydantic
 import pytest
 from server_process import ServerProcess
 
@@ -71,6 +72,28 @@ def test_sampling_parameters(client):
     assert plain.choices[0].message.content
 
 
+class City(pydantic.BaseModel):
+    name: str
+    country: str
+    population: int
+
+
+def test_structured_outputs_parse_with_the_official_client(client):
+    """response_format json_schema, as the client's parse() sends it: the answer matches the
+    schema (a grammar holds it there), streamed or not; json_object gives a JSON object."""
+    asked = [{"role": "user", "content": "Describe Paris as JSON: its name, country and population."}]
+    parsed = client.chat.completions.parse(model="moss", messages=asked, response_format=City, temperature=0,
+                                           max_tokens=80).choices[0].message.parsed
+    assert isinstance(parsed, City) and parsed.name
+    with client.chat.completions.stream(model="moss", messages=asked, response_format=City,
+                                        temperature=0.8, seed=3, max_tokens=80) as stream:
+        final = stream.get_final_completion()
+    assert isinstance(final.choices[0].message.parsed, City)
+    loose = client.chat.completions.create(model="moss", messages=ASK, temperature=1.0, seed=5, max_tokens=80,
+                                           response_format={"type": "json_object"})
+    assert isinstance(json.loads(loose.choices[0].message.content), dict)
+
+
 def test_async_client_streams_concurrently(server):
     async def main():
         client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
@@ -117,7 +140,9 @@ def test_models_health_metrics_docs(client, server):
     ({"model": "moss", "messages": ASK, "conversation_id": "nope"}, 404, "conversation"),
     ({"model": "moss", "messages": ASK, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
     ({"model": "moss", "messages": ASK, "functions": [{"name": "f"}]}, 400, "tools"),
-    ({"model": "moss", "messages": ASK, "response_format": {"type": "json_object"}}, 400, "response_format"),
+    ({"model": "moss", "messages": ASK, "response_format": {"type": "xml"}}, 400, "response_format"),
+    ({"model": "moss", "messages": ASK, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}}}, 400, "schema"),
     ({"model": "moss", "messages": ASK, "logprobs": True}, 400, "logprobs"),
 ])
 def test_bad_requests_get_openai_errors(server, body, status, fragment):

@@ -122,3 +122,23 @@ def test_migrations_are_idempotent(store):
     store.migrate()
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"  # the newest
+
+
+def test_corrections_stored_before_memories_existed_become_memories(store):
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    import moss.store.database as database
+    user, _ = store.add_user("ann")
+    recorded = store.record(user.id, [{"role": "user", "content": "Who founded the Quorvane Library?"}], [answer("?")])
+    store.set_feedback(user.id, recorded.message_ids[-1], "correction", {"content": "Ann Marrow did."})
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(database.__file__).parent / "migrations"))
+    with store.engine.begin() as conn:  # back to the schema before memories, keeping the rows
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    store.migrate()
+    assert [(r.memory.question, r.memory.answer, r.memory.lang, r.state) for r in store.memories()] == [
+        ("Who founded the Quorvane Library?", "Ann Marrow did.", "en", "pending")]

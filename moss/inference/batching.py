@@ -20,6 +20,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel, LlamaSampler
 
 from moss.inference.engine import EngineBusy, EngineError, Generation, Sampling, StopScanner, wake_all
+from moss.inference.grammars import grammar_sampler
 
 
 @dataclass
@@ -212,7 +213,7 @@ class Scheduler:
             job.generation.result.cached_tokens = reuse
             job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             job.stops = StopScanner(job.sampling.stop)
-            job.sampler = _sampler(job.sampling, self.model.n_vocab())  # last: marks it started
+            job.sampler = _sampler(job.sampling, self.model)  # last: marks it started
 
     def _step(self) -> None:
         """One llama_decode over every active sequence, then sample those that produced logits."""
@@ -318,10 +319,13 @@ class Scheduler:
                 slot.tokens = []
 
 
-def _sampler(s: Sampling, n_vocab: int) -> LlamaSampler:
-    """The same sampler chain llama-cpp-python's Llama builds, with this request's settings."""
+def _sampler(s: Sampling, model: LlamaModel) -> LlamaSampler:
+    """The same sampler chain llama-cpp-python's Llama builds, with this request's settings
+    (a grammar first, as there: only tokens it allows are sampled from)."""
     sampler = LlamaSampler()
-    sampler.add_penalties(n_vocab, 64, s.repeat_penalty, 0.0, 0.0)
+    sampler.add_penalties(model.n_vocab(), 64, s.repeat_penalty, 0.0, 0.0)
+    if s.grammar:
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar_sampler(model.vocab, s.grammar))
     if s.temperature == 0:
         sampler.add_greedy()
         return sampler

@@ -32,6 +32,7 @@ class Sampling:
     max_tokens: int = 1024
     seed: int | None = None  # fixed seed: the same answer for the same prompt
     stop: list[str] = field(default_factory=list)
+    grammar: str | None = None  # GBNF the answer must match (grammars.py: JSON, a JSON schema)
 
     def check(self) -> None:
         if not 0 <= self.temperature <= 5:

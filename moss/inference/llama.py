@@ -10,6 +10,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp._logger import set_verbose
 
+from moss.inference import grammars
 from moss.inference.batching import Job, Scheduler
 from moss.inference.engine import Activity, EngineError, Generation, Result, Sampling
 from moss.inference.prompts import ChatTemplate, Fitted, Message, fit, with_system
@@ -106,6 +107,8 @@ class LlamaCppEngine:
                                or not isinstance(m.get("content"), str) for m in messages):
             raise EngineError("messages must be a non-empty list of {role, content} with role "
                               "system, user or assistant")
+        if sampling.grammar:
+            grammars.check(self._model.vocab, sampling.grammar)  # a 400 now, not a failed answer later
         if sampling.seed is None:
             sampling = Sampling(**{**sampling.__dict__, "seed": random.getrandbits(31)})
         fitted = self.fit(with_system(messages, system), sampling.max_tokens)

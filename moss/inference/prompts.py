@@ -35,6 +35,14 @@ def with_system(messages: list[Message], system: str | None = None) -> list[Mess
     return [{"role": "system", "content": system or META_INSTRUCTION}, *messages]
 
 
+def extend_system(messages: list[Message], text: str) -> list[Message]:
+    """The messages with `text` at the end of the system message (Moss's meta instruction, or the
+    client's own system prompt): after it, so the instruction's cached prefix still serves."""
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + text}, *messages[1:]]
+    return [{"role": "system", "content": META_INSTRUCTION + "\n\n" + text}, *messages]
+
+
 class ChatTemplate:
     """Renders messages with the model's own Jinja chat template, ready for generation."""
 

@@ -38,6 +38,8 @@ class RemoteEngine:
                  system: str | None = None, user: str = "", owner: str = "") -> Generation:
         sampling = sampling or Sampling()
         sampling.check()
+        if sampling.grammar:
+            raise EngineError("constrained answers (JSON, schemas) need a model served here, not a remote engine")
         body = {"model": self.model, "messages": with_system(messages, system) if system else messages,
                 "stream": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
                 "max_tokens": sampling.max_tokens, "stop": sampling.stop or None, "seed": sampling.seed}

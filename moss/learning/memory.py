@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from moss.inference.prompts import META_INSTRUCTION, Message
+from moss.inference.prompts import Message, extend_system
 from moss.lang import detect
 from moss.store import Store
 from moss.store.memories import Remembered
@@ -210,14 +210,11 @@ HEADER = {
 
 
 def with_memories(messages: list[Message], used: list[Recalled]) -> list[Message]:
-    """The messages with the memories in the system message (Moss's meta instruction, or the
-    client's own system prompt), after its text, so the instruction's cached prefix still serves."""
+    """The messages with the memories at the end of the system message."""
     if not used:
         return messages
-    facts = HEADER[detect(latest_question(messages))] + "".join(f"\n- {m.question} → {m.answer}" for m in used)
-    if messages and messages[0]["role"] == "system":
-        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + facts}, *messages[1:]]
-    return [{"role": "system", "content": META_INSTRUCTION + "\n\n" + facts}, *messages]
+    return extend_system(messages, HEADER[detect(latest_question(messages))]
+                         + "".join(f"\n- {m.question} → {m.answer}" for m in used))
 
 
 def latest_question(messages: list[Message]) -> str:

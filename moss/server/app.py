@@ -3,7 +3,7 @@
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -27,6 +27,7 @@ from moss.server.exchange import Exchange
 from moss.server.metrics import Metrics
 from moss.server.perimeter import MAX_BODY, BodyLimit, Perimeter
 from moss.server.schedule import Plan, Schedule
+from moss.server.structured import structured
 from moss.store import Store
 from moss.store.memories import Remembered
 from moss.store.schema import User
@@ -114,10 +115,11 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
             raise ApiError(404, f"the model '{body.model}' does not exist; this server serves "
                                 f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
         messages = [_plain(m, i) for i, m in enumerate(body.messages)]
+        sampling, hint = _sampling(body, engine.context_size), structured(body.response_format)
         used = await run_in_threadpool(memories.recall, latest_question(messages), who.user.id) \
             if body.memories else []
         exchange = Exchange(store, metrics, engine.model, who.user.id, body, messages,
-                            _sampling(body, engine.context_size), used)
+                            replace(sampling, grammar=hint.grammar), used, hint.instruction)
         # The queue is fair across this key: the user, split further by OpenAI's `user` field
         # when an app sends its own end-users through one key.
         fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
@@ -293,10 +295,6 @@ def _unsupported(body: ChatRequest) -> None:
     if (body.tools or body.functions) and "none" not in (body.tool_choice, body.function_call):
         raise ApiError(400, "tools (function calling) are not supported by this server yet; send the "
                             "request without tools, or with tool_choice 'none'", param="tools")
-    kind = (body.response_format or {}).get("type", "text")
-    if kind != "text":
-        raise ApiError(400, f"response_format '{kind}' is not supported by this server yet; only 'text'",
-                       param="response_format")
     if body.logprobs:
         raise ApiError(400, "logprobs are not supported by this server yet", param="logprobs")
 

@@ -14,6 +14,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from moss.inference.engine import Engine, EngineBusy, EngineError, Generation, Sampling
+from moss.inference.prompts import extend_system
 from moss.learning.memory import Recalled, with_memories
 from moss.server.api_types import (
     ChatCompletion,
@@ -44,6 +45,7 @@ class Exchange:
     messages: list[dict]
     sampling: Sampling
     memories: list[Recalled] = field(default_factory=list)
+    instruction: str = ""  # added to the system message: how to write the answer (structured.py)
     generations: list[Generation] = field(default_factory=list)
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
@@ -52,7 +54,9 @@ class Exchange:
         """Submit body.n answers (seeds differ, so samples do; each holds a place of its own in
         the owner's share); cancel them all if any is refused. Runs in a thread: rendering and
         tokenizing a long history takes milliseconds."""
-        prompt = with_memories(self.messages, self.memories)  # stored as the answers' prompt, not in the conversation
+        # What the model sees is stored as the answers' prompt, not as messages of the conversation.
+        prompt = with_memories(self.messages, self.memories)
+        prompt = extend_system(prompt, self.instruction) if self.instruction else prompt
         try:
             for i in range(self.body.n):
                 seed = None if self.sampling.seed is None else self.sampling.seed + i

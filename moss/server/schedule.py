@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from moss.server.admin import LearnIn, Learner
+from moss.server.admin import Learner, LearnIn
 from moss.store import Store
 
 WAITING = ("pending", "accepted")  # feedback a cycle would decide or learn

@@ -48,7 +48,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("memory_ids")
+    # Not batch mode: on SQLite that copies `messages` into a new table and drops the old one,
+    # and the drop deletes every row that references a message (feedback, ON DELETE CASCADE).
+    op.drop_column("messages", "memory_ids")
     op.drop_index("ix_memories_user_id", "memories")
     op.drop_table("memories")
