@@ -371,6 +371,46 @@ def _decide(ids: list[int], accept: bool, why: str) -> None:
                   + ("; the next moss learn unlearns it" if entry.state == "rejected" and entry.learned_in else ""))
 
 
+memory = typer.Typer(help="What corrections taught: used at once in answers, until a version learns it.",
+                     no_args_is_help=True)
+app.add_typer(memory, name="memories")
+
+
+@memory.command("list")
+def memories_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per memory.")] = False) -> None:
+    """Every memory (this machine's user is its admin), newest first, with whom it reaches: you
+    (its author, until accepted), everyone, learned (retired), gone (rejected)."""
+    from moss.learning.memory import Memories
+    rows = Memories(_store(), None).listing()[::-1]
+    if as_json:
+        for r, reach in rows:
+            print(json.dumps({"id": r.memory.id, "question": r.memory.question, "answer": r.memory.answer,
+                              "lang": r.memory.lang, "scope": reach, "state": r.state, "author": r.author,
+                              "feedback_id": r.memory.feedback_id, "learned_in": r.learned_in}, ensure_ascii=False))
+        return
+    table = Table(title=f"Memories ({len(rows)})")
+    for column in ("id", "reaches", "author", "question", "taught"):
+        table.add_column(column, overflow="fold")
+    for r, reach in rows:
+        table.add_row(str(r.memory.id), reach + (f" ({r.learned_in})" if reach == "learned" else ""), r.author,
+                      escape(r.memory.question), escape(r.memory.answer))
+    Console().print(table)
+
+
+@memory.command("forget")
+def memories_forget(ids: Annotated[list[int], typer.Argument(help="Memory ids (moss memories list).")]) -> None:
+    """Forget memories: their corrections are rejected (unlearned by the next cycle if learned)."""
+    from moss.learning import review
+    store = _store()
+    for memory_id in ids:
+        found = store.memories(ids={memory_id})
+        if not found:
+            fail(f"no memory {memory_id} (moss memories list)")
+        entry = review.reject(store, found[0].memory.feedback_id, "admin", "forgotten (moss memories forget)")
+        err.print(f"memory {memory_id} forgotten"
+                  + ("; the next moss learn unlearns it" if entry.learned_in else ""))
+
+
 @feedback.command("check")
 def feedback_check(model: Model = None, threads: Threads = None,
                    agree: Annotated[int, typer.Option(help="People who must give the same correction when none is trusted.")] = DEFAULTS.agree,

@@ -1,6 +1,7 @@
 """Instant memory: a correction acts at once, for whom its trust allows, until a verified version
 learns it; retrieval finds what was taught and leaves other questions alone. The scheduled learner."""
 
+import json
 import os
 import subprocess
 import sys
@@ -210,3 +211,25 @@ def test_the_watcher_follows_another_process_within_seconds(store):
     finally:
         stop.set()
         watcher.join()
+
+
+def test_moss_memories_lists_and_forgets(store, tmp_path):
+    me = store.local_user()  # the store fixture's file is the one MOSS_HOME=tmp_path points moss at
+    kept, forgotten = teach(store, me.id, *TAUGHT[0]), teach(store, me.id, *TAUGHT[1])
+    env = {**os.environ, "MOSS_HOME": str(tmp_path)}
+
+    def moss(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "moss", "memories", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    listed = [json.loads(line) for line in moss("list", "--json").stdout.splitlines()]
+    assert [(m["feedback_id"], m["scope"]) for m in listed] == [(forgotten, "you"), (kept, "you")]
+    assert listed[0]["answer"] == TAUGHT[1][1] and listed[0]["lang"] == "zh"
+    assert "Veltrane" in moss("list").stdout  # the table for people
+    done = moss("forget", str(listed[0]["id"]))
+    assert done.returncode == 0 and "forgotten" in done.stderr
+    scopes = {m["feedback_id"]: m["scope"] for m in map(json.loads, moss("list", "--json").stdout.splitlines())}
+    assert scopes == {kept: "you", forgotten: "gone"}
+    assert Memories(store, "base").recall(TAUGHT[1][0], me.id) == []
+    missing = moss("forget", "999")
+    assert missing.returncode == 1 and "no memory 999" in missing.stderr and "Traceback" not in missing.stderr

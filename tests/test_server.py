@@ -134,11 +134,10 @@ def test_models_health_metrics_docs(client, server):
     ({"model": "moss", "messages": ASK, "max_tokens": 10**6}, 400, "max_tokens"),
     ({"model": "moss", "messages": ASK, "n": 100}, 422, "n"),
     ({"model": "moss", "messages": [{"role": "wizard", "content": "hi"}]}, 422, "role"),
-    ({"model": "moss", "messages": [{"role": "tool", "content": "x"}]}, 400, "tool"),
+    ({"model": "moss", "messages": [{"role": "tool", "content": "x", "tool_call_id": "c"}]}, 400, "tool"),
     ({"model": "moss", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "text"),
     ({"model": "moss", "messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ({"model": "moss", "messages": ASK, "conversation_id": "nope"}, 404, "conversation"),
-    ({"model": "moss", "messages": ASK, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
     ({"model": "moss", "messages": ASK, "functions": [{"name": "f"}]}, 400, "tools"),
     ({"model": "moss", "messages": ASK, "response_format": {"type": "xml"}}, 400, "response_format"),
     ({"model": "moss", "messages": ASK, "response_format": {"type": "json_schema", "json_schema": {

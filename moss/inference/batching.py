@@ -282,7 +282,7 @@ class Scheduler:
         job = slot.job
         if self.ends_turn(token):
             return self._finish(slot, "stop")
-        text, stopped = job.stops.feed(job.decoder.decode(self.model.detokenize([token])))
+        text, stopped = job.stops.feed(job.decoder.decode(self.model.detokenize([token], job.sampling.special)))
         if text:
             job.pieces.append(text)
             job.generation._emit(text, wake=False)  # _step wakes all consumers at once
@@ -325,7 +325,8 @@ def _sampler(s: Sampling, model: LlamaModel) -> LlamaSampler:
     sampler = LlamaSampler()
     sampler.add_penalties(model.n_vocab(), 64, s.repeat_penalty, 0.0, 0.0)
     if s.grammar:
-        llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar_sampler(model.vocab, s.grammar))
+        grammar = grammar_sampler(model.vocab, s.grammar, s.grammar_triggers)
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar)
     if s.temperature == 0:
         sampler.add_greedy()
         return sampler

@@ -32,7 +32,11 @@ class Sampling:
     max_tokens: int = 1024
     seed: int | None = None  # fixed seed: the same answer for the same prompt
     stop: list[str] = field(default_factory=list)
-    grammar: str | None = None  # GBNF the answer must match (grammars.py: JSON, a JSON schema)
+    grammar: str | None = None  # GBNF the answer must match (grammars.py: JSON, a JSON schema, tool calls)
+    # With triggers, the grammar holds only once one of these regular expressions matches all the text
+    # so far, from its first group on (a tool call's start): the model may also answer in words.
+    grammar_triggers: tuple[str, ...] = ()
+    special: bool = False  # write special tokens into the text: Qwen's <tool_call> tags are such tokens
 
     def check(self) -> None:
         if not 0 <= self.temperature <= 5:

@@ -108,7 +108,8 @@ class LlamaCppEngine:
             raise EngineError("messages must be a non-empty list of {role, content} with role "
                               "system, user or assistant")
         if sampling.grammar:
-            grammars.check(self._model.vocab, sampling.grammar)  # a 400 now, not a failed answer later
+            # a 400 now, not a failed answer later
+            grammars.check(self._model.vocab, sampling.grammar, sampling.grammar_triggers)
         if sampling.seed is None:
             sampling = Sampling(**{**sampling.__dict__, "seed": random.getrandbits(31)})
         fitted = self.fit(with_system(messages, system), sampling.max_tokens)

@@ -133,7 +133,7 @@ class Memories:
     when the store changes (at once after a write through `changed`, within CHECK_EVERY seconds
     after another process's), searched per message."""
 
-    def __init__(self, store: Store, base: str, cover: float = COVER, limit: int = LIMIT):
+    def __init__(self, store: Store, base: str | None, cover: float = COVER, limit: int = LIMIT):
         self.store, self.base, self.cover, self.limit = store, base, cover, limit
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
@@ -185,11 +185,15 @@ class Memories:
         return scope(r, self._lineage)
 
     def lineage(self) -> set[str]:
-        """The serving version and its ancestors: the versions whose learning retires a memory."""
-        version, out = self.store.serving_version(self.base), set()
-        while version is not None:
-            out.add(version.id)
-            version = self.store.version(version.parent_id) if version.parent_id else None
+        """The serving version and its ancestors: the versions whose learning retires a memory
+        (with no `base`, those of every base model's serving version)."""
+        serving = [self.store.serving_version(self.base)] if self.base else \
+            [v for v in self.store.all_versions() if v.status == "serving"]
+        out = set()
+        for version in serving:
+            while version is not None:
+                out.add(version.id)
+                version = self.store.version(version.parent_id) if version.parent_id else None
         return out
 
     def _words(self, rows: list[tuple[Remembered, str]]) -> dict[int, "_Words"]:

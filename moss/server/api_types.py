@@ -14,11 +14,51 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule; it also keeps names out of the prompt's markup
+
+
+class FunctionCall(BaseModel):
+    name: str = Field(pattern=FUNCTION_NAME)
+    arguments: str = Field("{}", max_length=100_000)  # a JSON object as text
+
+
+class ToolCall(BaseModel):
+    """A call the assistant made (in an answer, or sent back in the history)."""
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=64)  # an assistant's calls
+    tool_call_id: str | None = Field(None, max_length=200)  # the call a tool message answers
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str = Field("", max_length=10_000)
+    parameters: dict[str, Any] | None = None  # a JSON schema of the arguments
+    strict: bool | None = None  # arguments always match the schema here: a grammar holds them to it
+
+
+class ToolDef(BaseModel):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
 
 
 class StreamOptions(BaseModel):
@@ -48,8 +88,9 @@ class ChatRequest(BaseModel):
     memories: bool = Field(True, description="Moss: use what people taught (memories not yet learned)")
     # Named so that a request that needs them is refused with a clear 400 (app._unsupported), not
     # answered as if they had not been sent: an agent given plain text fails in confusing ways.
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
@@ -58,7 +99,8 @@ class ChatRequest(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
@@ -106,9 +148,23 @@ class ChatCompletion(BaseModel):
     moss: MossInfo | None = None
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str = ""
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed call: the first names it (id, type, name), the next add arguments."""
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):

@@ -1,5 +1,6 @@
 """The HTTP server: OpenAI-compatible /v1 API, conversations, feedback, the chat page, health, metrics."""
 
+import json
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from moss.inference import models
+from moss.inference import models, toolcalls
 from moss.inference.engine import Engine, Sampling
 from moss.learning import review, versions
 from moss.learning.memory import Memories, latest_question
@@ -27,7 +28,7 @@ from moss.server.exchange import Exchange
 from moss.server.metrics import Metrics
 from moss.server.perimeter import MAX_BODY, BodyLimit, Perimeter
 from moss.server.schedule import Plan, Schedule
-from moss.server.structured import structured
+from moss.server.structured import structure
 from moss.store import Store
 from moss.store.memories import Remembered
 from moss.store.schema import User
@@ -111,15 +112,17 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
     async def chat_completions(body: ChatRequest, request: Request, who: Caller = Depends(caller)):
         await run_in_threadpool(access.admit, who.user, who.key)
         _unsupported(body)
+        _answered_calls(body)
         if body.model not in aliases:
             raise ApiError(404, f"the model '{body.model}' does not exist; this server serves "
                                 f"'{engine.model}' (see /v1/models)", code="model_not_found", param="model")
         messages = [_plain(m, i) for i, m in enumerate(body.messages)]
-        sampling, hint = _sampling(body, engine.context_size), structured(body.response_format)
+        sampling, form = _sampling(body, engine.context_size), structure(body)
         used = await run_in_threadpool(memories.recall, latest_question(messages), who.user.id) \
             if body.memories else []
         exchange = Exchange(store, metrics, engine.model, who.user.id, body, messages,
-                            replace(sampling, grammar=hint.grammar), used, hint.instruction)
+                            replace(sampling, grammar=form.grammar, grammar_triggers=form.triggers,
+                                    special=bool(form.functions)), form, used)
         # The queue is fair across this key: the user, split further by OpenAI's `user` field
         # when an app sends its own end-users through one key.
         fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
@@ -277,24 +280,40 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
 # ---- helpers for chat completions ----
 
 def _plain(message: ChatMessage, index: int) -> dict:
-    """OpenAI's message forms (text parts, developer role) as {role, content} text."""
-    if message.role == "tool":
-        raise ApiError(400, "tool messages are not supported by this server",
-                       param=f"messages[{index}].role")
+    """OpenAI's message forms (text parts, developer role, an assistant's tool calls) as {role,
+    content} text; a tool's result keeps its role until the prompt is made (toolcalls.prompt)."""
     content = message.content
     if isinstance(content, list):
         if any(part.type != "text" for part in content):
             raise ApiError(400, "only text content parts are supported", param=f"messages[{index}].content")
         content = "".join(part.text or "" for part in content)
     role = "system" if message.role == "developer" else message.role
+    if message.tool_calls and role == "assistant":
+        for call in message.tool_calls:
+            try:
+                ok = isinstance(json.loads(call.function.arguments or "{}"), dict)
+            except json.JSONDecodeError:
+                ok = False
+            if not ok:
+                raise ApiError(400, f"the arguments of tool call '{call.id}' are not a JSON object",
+                               param=f"messages[{index}].tool_calls")
+        content = toolcalls.written(content or "", [toolcalls.ToolCall(c.id, c.function.name, c.function.arguments)
+                                                    for c in message.tool_calls])
     return {"role": role, "content": content or ""}
+
+
+def _answered_calls(body: ChatRequest) -> None:
+    """A 400 for a tool result that answers no call made before it, as OpenAI gives."""
+    made: set[str] = set()
+    for i, m in enumerate(body.messages):
+        made |= {c.id for c in m.tool_calls or []}
+        if m.role == "tool" and m.tool_call_id not in made:
+            raise ApiError(400, f"a message with role 'tool' must answer a call made before it: tool_call_id "
+                                f"'{m.tool_call_id}' is not the id of one", param=f"messages[{i}].tool_call_id")
 
 
 def _unsupported(body: ChatRequest) -> None:
     """A 400 for what this server cannot do yet, instead of a plain-text answer the client did not ask for."""
-    if (body.tools or body.functions) and "none" not in (body.tool_choice, body.function_call):
-        raise ApiError(400, "tools (function calling) are not supported by this server yet; send the "
-                            "request without tools, or with tool_choice 'none'", param="tools")
     if body.logprobs:
         raise ApiError(400, "logprobs are not supported by this server yet", param="logprobs")
 

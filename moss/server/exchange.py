@@ -13,23 +13,30 @@ from typing import AsyncIterator
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from moss.inference import toolcalls
 from moss.inference.engine import Engine, EngineBusy, EngineError, Generation, Sampling
 from moss.inference.prompts import extend_system
 from moss.learning.memory import Recalled, with_memories
 from moss.server.api_types import (
+    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     Choice,
     ChunkChoice,
     Delta,
+    FunctionCall,
+    FunctionCallDelta,
     MemoryUsed,
     MossInfo,
     PromptTokensDetails,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from moss.server.errors import ApiError, error_body
 from moss.server.metrics import Metrics
+from moss.server.structured import Structure
 from moss.store import Answer, Store
 
 
@@ -44,8 +51,8 @@ class Exchange:
     body: ChatRequest
     messages: list[dict]
     sampling: Sampling
+    form: Structure = field(default_factory=Structure)  # a JSON answer or tool calls (structured.py)
     memories: list[Recalled] = field(default_factory=list)
-    instruction: str = ""  # added to the system message: how to write the answer (structured.py)
     generations: list[Generation] = field(default_factory=list)
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
@@ -55,8 +62,8 @@ class Exchange:
         the owner's share); cancel them all if any is refused. Runs in a thread: rendering and
         tokenizing a long history takes milliseconds."""
         # What the model sees is stored as the answers' prompt, not as messages of the conversation.
-        prompt = with_memories(self.messages, self.memories)
-        prompt = extend_system(prompt, self.instruction) if self.instruction else prompt
+        prompt = with_memories(toolcalls.prompt(self.messages, self.form.functions), self.memories)
+        prompt = extend_system(prompt, self.form.instruction) if self.form.instruction else prompt
         try:
             for i in range(self.body.n):
                 seed = None if self.sampling.seed is None else self.sampling.seed + i
@@ -88,11 +95,19 @@ class Exchange:
             return None
         recorded = await self.record()
         self.observe("chat")
-        return ChatCompletion(
-            id=self.id, created=int(time.time()), model=self.model,
-            choices=[Choice(index=i, message={"content": text}, finish_reason=_reason(g))
-                     for i, (g, text) in enumerate(zip(self.generations, texts))],
-            usage=self.usage(), moss=recorded)
+        return ChatCompletion(id=self.id, created=int(time.time()), model=self.model,
+                              choices=[self._choice(i, g, text) for i, (g, text) in enumerate(zip(self.generations, texts))],
+                              usage=self.usage(), moss=recorded)
+
+    def _choice(self, index: int, generation: Generation, text: str) -> Choice:
+        """An answer as OpenAI gives it: its text, or (with tools) the text before its calls and the calls."""
+        if not self.form.functions:
+            return Choice(index=index, message=AssistantMessage(content=text), finish_reason=_reason(generation))
+        content, calls = toolcalls.parse(text)
+        return Choice(index=index, message=AssistantMessage(
+            content=content or (None if calls else ""),
+            tool_calls=[ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in calls]
+            or None), finish_reason=_reason(generation, bool(calls)))
 
     async def _cancel_on_disconnect(self, request: Request) -> None:
         while not all(g.done for g in self.generations):
@@ -156,15 +171,30 @@ class Exchange:
         try:
             for i in range(len(generations)):
                 yield chunk(choices=[ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+            splitters = [toolcalls.Splitter() for _ in generations] if self.form.functions else None
             async for index, piece in _pieces(generations):
+                if splitters:  # text until a call starts; each call once it is whole
+                    shown, calls = splitters[index].feed(piece)
+                    for out in _call_deltas(index, splitters[index], calls):
+                        yield chunk(choices=[out])
+                    if not shown:
+                        continue
+                    piece = shown
                 yield f'{head}{index},"delta":{{"content":{json.dumps(piece, ensure_ascii=False)}}}}}]}}\n\n'
+            for index, splitter in enumerate(splitters or []):
+                rest, calls = splitter.finish()
+                if rest:
+                    yield chunk(choices=[ChunkChoice(index=index, delta=Delta(content=rest))])
+                for out in _call_deltas(index, splitter, calls):
+                    yield chunk(choices=[out])
             if any(g.result.finish_reason == "error" for g in generations):
                 yield "data: " + json.dumps({"error": {"message": "generation failed", "type": "server_error"}}) + "\n\n"
                 return
             recorded = await self.record()
             self.observe("chat_stream")
             for i, g in enumerate(generations):
-                yield chunk(choices=[ChunkChoice(index=i, delta=Delta(), finish_reason=_reason(g))],
+                called = bool(splitters and splitters[i].calls)
+                yield chunk(choices=[ChunkChoice(index=i, delta=Delta(), finish_reason=_reason(g, called))],
                             moss=recorded if i == len(generations) - 1 else None)
             if self.body.stream_options and self.body.stream_options.include_usage:
                 yield chunk(choices=[], usage=self.usage())
@@ -188,8 +218,23 @@ async def _collect(generation: Generation) -> str:
     return generation.result.text
 
 
-def _reason(generation: Generation) -> str:
-    return "length" if generation.result.finish_reason == "length" else "stop"
+def _reason(generation: Generation, called: bool = False) -> str:
+    if generation.result.finish_reason == "length":
+        return "length"
+    return "tool_calls" if called else "stop"
+
+
+def _call_deltas(index: int, splitter: "toolcalls.Splitter", calls: list) -> list[ChunkChoice]:
+    """Calls as OpenAI streams them: a first delta that names each (id, type, name), then its
+    arguments; `index` within a choice counts its calls."""
+    out = []
+    for call in calls:
+        n = splitter.calls.index(call)
+        out.append(ChunkChoice(index=index, delta=Delta(tool_calls=[ToolCallDelta(
+            index=n, id=call.id, type="function", function=FunctionCallDelta(name=call.name))])))
+        out.append(ChunkChoice(index=index, delta=Delta(tool_calls=[ToolCallDelta(
+            index=n, function=FunctionCallDelta(arguments=call.arguments))])))
+    return out
 
 
 async def _pieces(generations: list[Generation]) -> AsyncIterator[tuple[int, str]]:

@@ -1,0 +1,194 @@
+"""Tool calls through the OpenAI API: tools, tool_choice (auto, none, required, a named function),
+parallel calls, role "tool" results, streamed call deltas, with the official client; calls are
+held to their functions' schemas by a grammar, so they always parse."""
+
+import json
+
+import httpx
+import openai
+import pydantic
+import pytest
+from openai import pydantic_function_tool
+from server_process import ServerProcess
+
+from moss.inference import toolcalls
+from moss.inference.engine import Sampling
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "The time now in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+class Multiply(pydantic.BaseModel):
+    """Multiply two whole numbers."""
+    a: int
+    b: int
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ServerProcess(tmp_path_factory.mktemp("tools"), "--parallel", "2") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def _weather(arguments: str) -> dict:
+    found = json.loads(arguments)
+    assert set(found) == {"city", "unit"} and found["unit"] in ("celsius", "fahrenheit") and isinstance(found["city"], str)
+    return found
+
+
+# ---- the format, without a model ----
+
+def test_calls_are_parsed_whole_or_left_as_text():
+    text = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}\n' \
+           '</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"city": "Paris"}}\n</tool_call>'
+    content, calls = toolcalls.parse(text)
+    assert content == "Let me check." and [c.name for c in calls] == ["get_weather", "get_time"]
+    assert json.loads(calls[0].arguments) == {"city": "Paris", "unit": "celsius"} and calls[0].id != calls[1].id
+    cut = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa'
+    assert toolcalls.parse(cut) == (cut, [])  # cut by the token limit: text, not a broken call
+    assert toolcalls.parse("3 < 4 and <tool_call>") == ("3 < 4 and <tool_call>", [])
+    bare = toolcalls.parse(' {"name": "get_time", "arguments": {"city": "Oslo"}}')  # small models leave out the tags
+    assert bare[0] == "" and [(c.name, json.loads(c.arguments)) for c in bare[1]] == [("get_time", {"city": "Oslo"})]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_a_stream_shows_text_as_it_comes_and_each_call_whole(size):
+    text = 'Sure <b>.\n<tool_call>\n{"name": "get_time", "arguments": {"city": "Oslo"}}\n</tool_call>\n' \
+           '<tool_call>\n{"name": "get_time", "arguments": {"city": "Rome"}}\n</tool_call>'
+    splitter, shown, calls = toolcalls.Splitter(), "", []
+    for i in range(0, len(text), size):
+        piece, done = splitter.feed(text[i:i + size])
+        shown += piece
+        calls += done
+    shown += splitter.finish()[0]
+    assert shown == "Sure <b>.\n" and [json.loads(c.arguments)["city"] for c in calls] == ["Oslo", "Rome"]
+    plain = toolcalls.Splitter()
+    assert plain.feed("a <tool")[0] == "a " and plain.finish() == ("<tool", [])  # held back, then given at the end
+    bare = toolcalls.Splitter()
+    assert bare.feed('{"name": "get_time", ')[0] == "" and bare.feed('"arguments": {"city": "Oslo"}}') == ("", [])
+    assert [c.name for c in bare.finish()[1]] == ["get_time"]
+    braces = toolcalls.Splitter()  # JSON that is not a call shows as text
+    assert braces.feed('{"a"')[0] == '{"a"' and braces.finish() == ("", [])
+
+
+def test_results_go_back_in_one_user_turn_and_functions_in_the_system_message():
+    functions = [toolcalls.Function("get_time", "The time.", {"type": "object"})]
+    messages = [{"role": "user", "content": "Time in Oslo and Rome?"},
+                {"role": "assistant", "content": "<tool_call>...</tool_call>"},
+                {"role": "tool", "content": "10:00"}, {"role": "tool", "content": "10:00"}]
+    made = toolcalls.prompt(messages, functions)
+    assert [m["role"] for m in made] == ["system", "user", "assistant", "user"]
+    assert made[-1]["content"].count("<tool_response>") == 2 and '"name": "get_time"' in made[0]["content"]
+    assert made[0]["content"].startswith("You are Moss")  # after the meta instruction, whose cache serves
+    assert toolcalls.prompt(messages[:1], []) == messages[:1]
+
+
+def test_the_grammar_holds_calls_to_the_schema(small_engine):
+    """Even a 135M model that knows nothing of tools writes calls that parse and match."""
+    functions = [toolcalls.Function(t["function"]["name"], t["function"]["description"], t["function"]["parameters"])
+                 for t in (WEATHER, TIME)]
+    for choice, names in ((toolcalls.Choice("required"), {"get_weather", "get_time"}),
+                          (toolcalls.Choice("function", "get_time", parallel=False), {"get_time"})):
+        rules, triggers = toolcalls.grammar(functions, choice)
+        assert triggers == ()
+        answer = small_engine.generate(toolcalls.prompt(ASK, functions),
+                                       Sampling(temperature=0.9, seed=4, max_tokens=120, grammar=rules)).text()
+        content, calls = toolcalls.parse(answer)
+        assert content == "" and calls and {c.name for c in calls} <= names, answer
+        for call in calls:
+            _weather(call.arguments) if call.name == "get_weather" else json.loads(call.arguments)["city"]
+
+
+def test_the_default_model_calls_a_tool_when_it_needs_one_and_not_otherwise(default_engine):
+    """Qwen2.5 was trained on this format: left to choose (auto, a lazy grammar), it calls the
+    weather tool for the weather and answers a greeting in words."""
+    functions = [toolcalls.Function("get_weather", WEATHER["function"]["description"], WEATHER["function"]["parameters"])]
+    rules, triggers = toolcalls.grammar(functions, toolcalls.Choice("auto"))
+    sampling = Sampling(temperature=0, max_tokens=80, grammar=rules, grammar_triggers=triggers, special=True)
+    answer = default_engine.generate(toolcalls.prompt(ASK, functions), sampling).text()
+    calls = toolcalls.parse(answer)[1]
+    assert [c.name for c in calls] == ["get_weather"] and _weather(calls[0].arguments)["city"] == "Paris", answer
+    hello = default_engine.generate(toolcalls.prompt([{"role": "user", "content": "Hello! How are you?"}], functions),
+                                    sampling).text()
+    assert toolcalls.parse(hello)[1] == [] and hello.strip(), hello
+
+
+# ---- through the API ----
+
+def test_required_and_named_calls_with_the_official_client(client):
+    forced = client.chat.completions.create(model="moss", messages=ASK, tools=[WEATHER, TIME], tool_choice="required",
+                                            temperature=0, max_tokens=120)
+    choice = forced.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    assert all(c.type == "function" and c.id.startswith("call_") for c in choice.message.tool_calls)
+    named = client.chat.completions.create(model="moss", messages=ASK, tools=[WEATHER, TIME], max_tokens=120,
+                                           tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    calls = named.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather"] and _weather(calls[0].function.arguments)
+    # the call and its result go back; the model answers from them, tools or not
+    history = ASK + [named.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": calls[0].id, "content": '{"temperature": 21, "sky": "clear"}'}]
+    answer = client.chat.completions.create(model="moss", messages=history, tools=[WEATHER], tool_choice="none",
+                                            temperature=0, max_tokens=30)
+    assert answer.choices[0].finish_reason in ("stop", "length") and answer.choices[0].message.content
+    assert answer.choices[0].message.tool_calls is None
+
+
+def test_streamed_calls_come_as_deltas_the_client_assembles(client):
+    kwargs = dict(model="moss", messages=ASK, tools=[WEATHER, TIME], temperature=0.7, seed=2, max_tokens=150,
+                  tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and deltas[0].function.arguments == ""
+    assert _weather("".join(d.function.arguments or "" for d in deltas))
+    assert chunks[-1].choices[0].finish_reason == "tool_calls" or chunks[-2].choices[0].finish_reason == "tool_calls"
+    with client.chat.completions.stream(**kwargs) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_strict_pydantic_tools_parse(client):
+    """client.chat.completions.parse with pydantic_function_tool: strict schemas, parsed arguments."""
+    parsed = client.chat.completions.parse(model="moss", messages=[{"role": "user", "content": "What is 17 times 23?"}],
+                                           tools=[pydantic_function_tool(Multiply)], tool_choice="required", parallel_tool_calls=False,
+                                           temperature=0, max_tokens=100)
+    call = parsed.choices[0].message.tool_calls[0]
+    assert call.function.name == "Multiply" and isinstance(call.function.parsed_arguments, Multiply)
+
+
+def test_a_call_is_stored_with_its_answer(client, server):
+    named = client.chat.completions.create(model="moss", messages=ASK, tools=[TIME], max_tokens=80, temperature=0,
+                                           tool_choice={"type": "function", "function": {"name": "get_time"}})
+    conversation = named.model_extra["moss"]["conversation_id"]
+    stored = httpx.get(f"{server.url}/v1/conversations/{conversation}").json()["messages"]
+    assert "<tool_call>" in stored[-1]["content"] and '"get_time"' in stored[-1]["content"]
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"tools": [TIME], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "two words"}}]}, "name"),
+    ({"tools": [TIME, TIME]}, "same name"),
+    ({"tool_choice": "required"}, "needs tools"),
+    ({"tools": [TIME], "response_format": {"type": "json_object"}}, "together"),
+    ({"functions": [{"name": "f"}]}, "functions"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/nowhere"}}}]}, "schema"),
+    ({"messages": ASK + [{"role": "tool", "tool_call_id": "call_x", "content": "1"}]}, "tool_call_id"),
+    ({"messages": ASK + [{"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "get_time", "arguments": "not json"}}]}]}, "JSON object"),
+])
+def test_bad_tool_requests_get_openai_errors(server, body, fragment):
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "moss", "messages": ASK, **body}, timeout=60)
+    assert r.status_code in (400, 422), r.text
+    assert fragment in r.json()["error"]["message"], r.text
