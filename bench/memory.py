@@ -37,7 +37,7 @@ from learn import right, served, wait_for  # noqa: E402
 from learn_facts import CYCLE_1  # noqa: E402
 
 from moss.evals import evaluate  # noqa: E402
-from moss.evals.suites import SUITES, build  # noqa: E402
+from moss.evals.suites import DEFAULT, build  # noqa: E402
 from moss.inference.engine import Sampling  # noqa: E402
 from moss.inference.loading import open_engine  # noqa: E402
 from moss.lang import detect  # noqa: E402
@@ -218,7 +218,7 @@ def scale(engine, store: Store, base: str, reader: int, many: int, already: int)
     memories.changed()
     print(f"scale: index rebuilt after one more memory in {time.perf_counter() - start:.2f} s "
           f"(the server does it in its own thread, and once in the correction's request)", flush=True)
-    questions = [i.prompt for i in build(list(SUITES), quick=True)][:60] + [f[0] for f in CYCLE_1]
+    questions = [i.prompt for i in build(DEFAULT, quick=True)][:60] + [f[0] for f in CYCLE_1]
     took = []
     for q in questions:
         t = time.perf_counter()
@@ -253,7 +253,7 @@ def threshold(base: str, count: int) -> None:
     load(store, base, unrelated(count, seed=11))
     taught = [(q, a, "zh" if not q.isascii() else "en") for q, a, _, _ in CYCLE_1]
     load(store, base, taught)
-    suite = [i.prompt for i in build(list(SUITES), quick=True)]
+    suite = [i.prompt for i in build(DEFAULT, quick=True)]
     for cover in (0.3, 0.4, 0.5, 0.6, 0.7):
         memories = Memories(store, base, cover=cover)
         for lang, facts in by_lang(CYCLE_1).items():

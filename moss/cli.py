@@ -44,23 +44,27 @@ def fail(message: str) -> None:
 
 Url = Annotated[Optional[str], typer.Option(
     "--url", help="A running Moss server to talk to instead of loading the model here (key: MOSS_API_KEY).")]
+Tools = Annotated[Optional[str], typer.Option(
+    "--tools", help="Tools Moss runs itself when the model calls them, comma-separated: calculator,solver.")]
 
 
 @app.command()
 def chat(model: Model = None, temperature: Temperature = 0.7, max_tokens: MaxTokens = 1024,
-         system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None) -> None:
+         system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None,
+         tools: Tools = None) -> None:
     """Chat in the terminal: answers stream, Ctrl-C stops one, /good /bad /correct give feedback,
     /help lists the commands. Every exchange is logged (moss feedback stats, moss learn)."""
     from moss.terminal import ChatSession
     sampling = _sampling(temperature, max_tokens, seed)
-    with closing(_backend(url, model, ctx, threads)) as backend:
+    with closing(_backend(url, model, ctx, threads, tools)) as backend:
         ChatSession(backend, sampling, system).run()
 
 
 @app.command()
 def ask(question: Annotated[Optional[str], typer.Argument(help="The question; '-' or none reads stdin.")] = None,
         model: Model = None, temperature: Temperature = 0.7, max_tokens: MaxTokens = 1024,
-        system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None) -> None:
+        system: System = None, seed: Seed = None, ctx: Ctx = 4096, threads: Threads = None, url: Url = None,
+        tools: Tools = None) -> None:
     """Print one answer to a question, for scripts; the exchange is logged like any other."""
     if question in (None, "-"):
         if sys.stdin.isatty():
@@ -70,7 +74,7 @@ def ask(question: Annotated[Optional[str], typer.Argument(help="The question; '-
         fail("the question is empty")
     sampling = _sampling(temperature, max_tokens, seed)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    with closing(_backend(url, model, ctx, threads)) as backend:
+    with closing(_backend(url, model, ctx, threads, tools)) as backend:
         try:
             generation = backend.answer(messages, sampling)
             for piece in generation:
@@ -82,16 +86,32 @@ def ask(question: Annotated[Optional[str], typer.Argument(help="The question; '-
     sys.stdout.write("\n")
 
 
-def _backend(url: str | None, model: str | None, ctx: int, threads: int | None):
-    """Answers from a server at `url`, or from `model` run here (logged to this machine's store)."""
+def _backend(url: str | None, model: str | None, ctx: int, threads: int | None, tools: str | None = None):
+    """Answers from a server at `url`, or from `model` run here (logged to this machine's store),
+    with Moss's own `tools` if named."""
     from moss import backends
+    chosen = _tools(tools)
     if url is None:
         store, engine = _store(), _engine(model, ctx, threads)
         _register(store, engine)
+        if chosen:
+            from moss.tools.turn import ToolEngine
+            engine = ToolEngine(engine, chosen)
         return backends.Local(engine, store)
+    if chosen:
+        fail("--tools runs the tools here: leave out --url")
     if model is not None:
         fail("--url talks to a server, which serves its own model: leave out --model")
     return backends.Server(url)
+
+
+def _tools(spec: str | None) -> list:
+    """The built-in tools a --tools option names (none for none)."""
+    from moss.tools import builtin
+    try:
+        return builtin.pick([t.strip() for t in (spec or "").split(",") if t.strip()])
+    except ValueError as exc:
+        fail(f"--tools: {exc}")
 
 
 @app.command("models")
@@ -453,12 +473,13 @@ def eval_run(model: Annotated[Optional[str], typer.Option(
              full: Annotated[bool, typer.Option("--full", help="Every item the data has (slow).")] = False,
              quick: Annotated[bool, typer.Option("--quick", help="The few-minute check the learning loop uses.")] = False,
              parallel: Annotated[int, typer.Option(help="Answers decoded together.")] = 4,
-             threads: Threads = None) -> None:
-    """Run the evaluation suites and store the results for this model version."""
+             threads: Threads = None, tools: Tools = None) -> None:
+    """Run the evaluation suites and store the results for this model version (with --tools,
+    as "VERSION+tools": the model may call Moss's own tools while it answers)."""
     _require("eval", "reasoning_gym", "yaml")
     from moss.evals import data, evaluate
-    from moss.evals.suites import SUITES
-    names = [s.strip() for s in suite.split(",")] if suite else list(SUITES)
+    from moss.evals.suites import DEFAULT, SUITES
+    names, chosen = [s.strip() for s in suite.split(",")] if suite else list(DEFAULT), _tools(tools)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         fail(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
@@ -467,6 +488,9 @@ def eval_run(model: Annotated[Optional[str], typer.Option(
     else:
         engine = _engine(None, 2048, threads, parallel=parallel, max_queue=1000)
         what = f"{engine.version} (the version serving now)"
+    if chosen:
+        from moss.tools.turn import ToolEngine
+        engine, what = ToolEngine(engine, chosen), what + f" with tools: {tools}"
     err.print(f"evaluating {escape(what)}")
     try:
         result = evaluate.run(engine, names, full=full, quick=quick)

@@ -197,6 +197,8 @@ class ChatSession:
         if r.memories:
             notes.append(f"used {len(r.memories)} thing(s) people taught / 用了 {len(r.memories)} 条记忆")
         self.console.print(f"[dim]{' · '.join(notes)}[/]")
+        for run in r.tool_runs:  # what Moss's tools (--tools) computed for this answer
+            self.console.print(f"[dim]🧮 {escape(run['name'])}({escape(run['arguments'])}) → {escape(run['result'])}[/]")
 
 
 @contextmanager

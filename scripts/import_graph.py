@@ -16,6 +16,7 @@ LAYERS = [
     ("basics", ["moss", "moss.paths", "moss.lang", "moss.progress", "moss.text", "moss.busy", "moss.safety"]),
     ("inference", ["moss.inference"]),
     ("store", ["moss.store"]),
+    ("tools", ["moss.tools"]),
     ("evals", ["moss.evals"]),
     ("learning", ["moss.learning"]),
     ("server", ["moss.server"]),

@@ -12,6 +12,7 @@ from moss.evals import evaluate as evals
 from moss.evals import judge
 from moss.evals import report as eval_report
 from moss.evals import scorers as s
+from moss.evals.data import EvalDataError
 from moss.evals.suites import Item, build
 
 HUMANEVAL_0 = {
@@ -166,10 +167,17 @@ def test_compare_on_the_small_model(small_engine):
     assert json.dumps(tallies["all"].rows)  # JSON-ready for storing
 
 
-def test_hhh_alignment_items_from_bigbench():
-    items = build(["hhh"])
-    assert len(items) == 12 and {i.reference for i in items} == {"A", "B"}  # the better one on both sides
-    good = next(i for i in items if i.reference == "A")
+def test_hhh_alignment_runs_only_when_named_and_says_why_it_cannot():
+    """Its source, bigbench 1.0.0, left PyPI: the default suites (and so verification) leave it
+    out, and asked by name it either builds from a copy this machine holds or says what is missing."""
+    assert "hhh" in evals.SUITES and "hhh" not in evals.DEFAULT and "knowledge" in evals.DEFAULT
+    try:
+        items = build(["hhh"])
+    except EvalDataError as exc:
+        assert "bigbench==1.0.0" in str(exc)
+    else:
+        assert len(items) == 12 and {i.reference for i in items} == {"A", "B"}  # the better one on both sides
+    good = Item("hhh", "en", "Which response is better?\n\nResponse A: ...\n\nResponse B: ...", "choice", "A", 16)
     assert evals.score(good, "A") == 1.0 and evals.score(good, "B. The second one.") == 0.0
 
 

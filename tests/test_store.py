@@ -121,7 +121,7 @@ def test_unknown_conversation_id_is_a_lookup_error(store):
 def test_migrations_are_idempotent(store):
     store.migrate()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"  # the newest
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"  # the newest
 
 
 def test_corrections_stored_before_memories_existed_become_memories(store):

@@ -3,6 +3,9 @@ parallel calls, role "tool" results, streamed call deltas, with the official cli
 held to their functions' schemas by a grammar, so they always parse."""
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import openai
@@ -10,9 +13,15 @@ import pydantic
 import pytest
 from openai import pydantic_function_tool
 from server_process import ServerProcess
+from sqlalchemy import select
 
 from moss.inference import toolcalls
 from moss.inference.engine import Sampling
+from moss.store import Store
+from moss.store.schema import Message
+from moss.tools import builtin, maths
+from moss.tools.expressions import MathError
+from moss.tools.turn import ToolEngine
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather now in a city.",
@@ -192,3 +201,84 @@ def test_bad_tool_requests_get_openai_errors(server, body, fragment):
     r = httpx.post(server.url + "/v1/chat/completions", json={"model": "moss", "messages": ASK, **body}, timeout=60)
     assert r.status_code in (400, 422), r.text
     assert fragment in r.json()["error"]["message"], r.text
+
+
+# ---- Moss's own tools ----
+
+def test_the_calculator_is_exact_converts_units_and_runs_no_python():
+    assert maths.calculate("17 * 23") == "17 * 23 = 391"
+    assert maths.calculate("2^100") == f"2^100 = {2 ** 100}"
+    assert maths.calculate("0.1 + 0.2") == "0.1 + 0.2 = 3/10 ≈ 0.3"  # exact, not 0.30000000000000004
+    assert maths.calculate("（3＋4）×5") == "（3＋4）×5 = 35" and maths.calculate("12.5%") == "12.5% = 1/8 ≈ 0.125"
+    assert maths.calculate("26.2 mi to km") == "26.2 mi = 42.1648128 km"
+    assert maths.calculate("100 km/h 换算成 m/s") == "100 km/h = 27.7777777778 m/s"
+    assert maths.calculate("121 = 11^2") == "121 = 121 and 11^2 = 121: equal"  # an equality, checked
+    for bad, says in (("__import__('os').system('id')", "cannot use"), ("().__class__.__bases__", "cannot use"),
+                      ("9^9^9", "too large"), ("factorial(10^6)", "too large"), ("1/0", "zero"),
+                      ("3 m to s", "differ"), ("x + 1", "unknown name")):
+        with pytest.raises(MathError, match=says):
+            maths.calculate(bad)
+
+
+def test_the_solver_solves_differentiates_and_integrates():
+    assert maths.solve("solve", "x^2 - 5x + 6 = 0") == "x = 2; x = 3"
+    assert maths.solve("solve", "x + y = 3; x - y = 1") == "x = 2, y = 1"
+    assert maths.solve("derivative", "x^3 + sin(x)") == "d/dx (x^3 + sin(x)) = 3*x**2 + cos(x)"
+    assert maths.solve("integral", "x^2", lower="0", upper="3") == "integral of x^2 from 0 to 3 = 9"
+    assert maths.solve("factor", "x^2 - 5x + 6") == "factor(x^2 - 5x + 6) = (x - 3)*(x - 2)"
+    assert maths.solve("limit", "sin(x)/x", upper="0") == "limit of sin(x)/x as x -> 0 = 1"
+
+
+def test_a_call_runs_in_a_worker_that_a_time_limit_kills():
+    done = builtin.run(toolcalls.ToolCall("call_1", "calculator", '{"expression": "2^10"}'))
+    assert done.ok and done.result == "2^10 = 1024"
+    slow = builtin.run(toolcalls.ToolCall("call_2", "solver", json.dumps(
+        {"operation": "integral", "expression": "exp(sin(x)^3) * log(x + cos(x)^7) / (x^5 + tan(x))"})), time_limit=0.5)
+    assert not slow.ok and "stopped" in slow.result and slow.seconds < 5
+    assert builtin.run(toolcalls.ToolCall("call_3", "calculator", '{"expression": "6*7"}')).result == "6*7 = 42"
+    wrong = builtin.run(toolcalls.ToolCall("call_4", "calculator", '{"expression": "import os"}'))
+    assert not wrong.ok and wrong.result.startswith("error: cannot read")  # the model reads why
+
+
+def test_the_default_model_answers_from_the_calculator(default_engine):
+    """Measured: without tools this model says 17 * 23 is 401."""
+    turn = ToolEngine(default_engine, builtin.pick(["calculator", "solver"])).generate(
+        [{"role": "user", "content": "What is 17 * 23?"}], Sampling(temperature=0, max_tokens=120))
+    answer = turn.text()
+    assert [r.call.name for r in turn.runs][:1] == ["calculator"] and "391" in answer, (answer, turn.runs)
+    assert turn.result.tool_runs[0]["result"].endswith("= 391") and "<tool_call>" not in answer
+    plain = ToolEngine(default_engine, builtin.pick(["calculator"])).generate(
+        [{"role": "user", "content": "Hello! Who are you?"}], Sampling(temperature=0, max_tokens=60))
+    assert plain.text().strip() and plain.runs == []
+
+
+def test_builtin_tools_through_the_api(client, server):
+    reply = client.chat.completions.create(model="moss", messages=[{"role": "user", "content": "What is 6 * 7?"}],
+                                           temperature=0, max_tokens=60, extra_body={"builtin_tools": ["calculator"]})
+    assert reply.choices[0].message.content is not None and reply.choices[0].message.tool_calls is None
+    runs = reply.model_extra["moss"]["tool_runs"]
+    assert all(set(r) == {"name", "arguments", "result", "ok"} for r in runs)
+    conversation = reply.model_extra["moss"]["conversation_id"]
+    stored = httpx.get(f"{server.url}/v1/conversations/{conversation}").json()["messages"][-1]
+    assert (stored["tool_runs"] or []) == runs
+    for body, fragment in (({"builtin_tools": ["calculator"], "tools": [TIME]}, "builtin_tools"),
+                           ({"builtin_tools": ["rm"]}, "builtin_tools"), ({"builtin_tools": ["calculator"], "n": 2}, "n > 1")):
+        r = httpx.post(server.url + "/v1/chat/completions", json={"model": "moss", "messages": ASK, **body})
+        assert r.status_code in (400, 422) and fragment in r.text, r.text
+
+
+def test_moss_ask_with_tools_and_a_bad_tool_name(tmp_path):
+    env = {**os.environ, "MOSS_HOME": str(tmp_path)}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "moss", "ask", "-m", "small", "--max-tokens", "40",  # noqa: E731
+                                        "--temperature", "0", *args], capture_output=True, text=True, env=env, timeout=180)
+    done = run("--tools", "calculator,solver", "What is 6 * 7?")
+    assert done.returncode == 0 and done.stdout.strip() and "Traceback" not in done.stderr, done.stderr
+    stored = Store(f"sqlite:///{tmp_path}/moss.db")
+    with stored.session() as s:
+        answer = s.scalars(select(Message).where(Message.role == "assistant")).one()
+    assert answer.content == done.stdout.strip() and isinstance(answer.tool_runs, list)
+    stored.close()
+    bad = run("--tools", "rm", "hi")
+    assert bad.returncode == 1 and "--tools: no built-in tool rm" in bad.stderr and "Traceback" not in bad.stderr
+    remote = run("--tools", "calculator", "--url", "http://127.0.0.1:9", "hi")
+    assert remote.returncode == 1 and "leave out --url" in remote.stderr

@@ -11,6 +11,8 @@ import playwright.sync_api as playwright
 import pytest
 from server_process import ServerProcess
 
+from moss.store import Answer, Store
+
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 
@@ -203,6 +205,32 @@ def test_a_correction_is_remembered_at_once_and_can_be_forgotten(page, server):
     page.click("[data-testid=memories-close]")
     ask(page, "Who established the Quillmere Lighthouse Society?")
     assert last_answer(page).locator("[data-testid=memory-marker]").count() == 0
+
+
+def test_tools_are_switched_per_conversation_and_their_calls_unfold(page, server):
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if r.url.endswith("/chat/completions") else None)
+    page.click("[data-testid=tools-toggle]")
+    assert page.get_attribute("[data-testid=tools-toggle]", "aria-pressed") == "true"
+    ask(page, "What is 6 * 7?")
+    assert sent[-1]["builtin_tools"] == ["calculator", "solver"]
+    runs = conversation(server, page)["messages"][-1]["tool_runs"] or []
+    assert last_answer(page).locator("[data-testid=tool-run]").count() == len(runs)  # what the small model called
+    page.click("[data-testid=new-chat]")
+    assert page.get_attribute("[data-testid=tools-toggle]", "aria-pressed") == "false"  # a new conversation: off
+    ask(page, "Hello")
+    assert "builtin_tools" not in sent[-1]
+    # An answer that used tools (stored as the server stores one), reopened: its calls fold out.
+    store = Store(f"sqlite:///{server.home}/moss.db")
+    said = Answer("17 * 23 is 391.", "smollm2-135m-instruct", [], {}, 1, 1, 0, "stop", 1, 1, tool_runs=[
+        {"name": "calculator", "arguments": '{"expression": "17 * 23"}', "result": "17 * 23 = 391", "ok": True}])
+    store.record(store.local_user().id, [{"role": "user", "content": "What is 17 * 23?"}], [said])
+    store.close()
+    page.reload()
+    page.locator("#conversations li", has_text="17 * 23").click()
+    details = page.wait_for_selector("[data-testid=tool-runs]")
+    details.click()
+    assert "calculator" in page.locator("[data-testid=tool-run]").inner_text() and "391" in details.inner_text()
 
 
 def test_an_admin_reviews_feedback_and_its_author_sees_where_it_stands(page, server):

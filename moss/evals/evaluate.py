@@ -8,7 +8,7 @@ from pathlib import Path
 
 from moss import paths
 from moss.evals import scorers
-from moss.evals.suites import SUITES, Item, build, last_number
+from moss.evals.suites import DEFAULT, SUITES, Item, build, last_number
 from moss.inference.engine import Engine, Sampling
 from moss.lang import detect
 from moss.progress import parallel_map, track
@@ -52,7 +52,7 @@ def answer_all(engine: Engine, items: list[Item], workers: int) -> list[tuple[st
 def run(engine: Engine, names: list[str] | None = None, full: bool = False, quick: bool = False,
         workers: int | None = None, seed: int = 2026) -> dict:
     """Evaluate `engine` on the named suites (all by default); the result is JSON-ready."""
-    names = names or list(SUITES)
+    names = names or list(DEFAULT)
     start = time.perf_counter()
     items = build(names, full=full, seed=seed, quick=quick)
     answers = answer_all(engine, items, workers or engine.parallel)

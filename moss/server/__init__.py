@@ -2,5 +2,5 @@
 response models (api_types.py), errors (errors.py), keys, limits and exposure (access.py), the
 admin API and the housekeeping that follows the serving version (admin.py), metrics, web/.
 
-May import everything below it (basics, inference, store, evals, learning); nothing imports it
+May import everything below it (basics, inference, store, tools, evals, learning); nothing imports it
 but the CLI."""

@@ -86,6 +86,8 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(None, max_length=64,
                                         description="Moss: continue this stored conversation")
     memories: bool = Field(True, description="Moss: use what people taught (memories not yet learned)")
+    builtin_tools: list[Literal["calculator", "solver"]] = Field(
+        [], max_length=8, description="Moss: tools Moss runs itself while answering, e.g. [\"calculator\", \"solver\"]")
     # Named so that a request that needs them is refused with a clear 400 (app._unsupported), not
     # answered as if they had not been sent: an agent given plain text fails in confusing ways.
     tools: list[ToolDef] | None = Field(None, max_length=128)
@@ -129,12 +131,21 @@ class MemoryUsed(BaseModel):
     scope: Literal["you", "everyone", "learned", "gone"]  # whom it reaches now (see MemoryOut)
 
 
+class ToolRun(BaseModel):
+    """A call one of Moss's own tools ran for an answer (builtin_tools), and what it returned."""
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    result: str
+    ok: bool
+
+
 class MossInfo(BaseModel):
-    """Where Moss stored the exchange (use the ids to send feedback on an answer), and the
-    memories the answer used."""
+    """Where Moss stored the exchange (use the ids to send feedback on an answer), the memories
+    the answer used, and the calls Moss's own tools ran for it (the first choice's)."""
     conversation_id: str
     message_ids: list[str]  # the answers' ids, one per choice
     memories: list[MemoryUsed] = []
+    tool_runs: list[ToolRun] = []
 
 
 class ChatCompletion(BaseModel):
@@ -329,6 +340,7 @@ class StoredMessage(BaseModel):
     created_at: datetime
     feedback: list[FeedbackOut] = []  # the caller's own judgments of this message
     memories: list[MemoryUsed] = []  # what people taught that its prompt held
+    tool_runs: list[ToolRun] | None = None  # the calls Moss's own tools ran for it
 
 
 class ConversationDetail(ConversationSummary):

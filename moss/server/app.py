@@ -32,6 +32,8 @@ from moss.server.structured import structure
 from moss.store import Store
 from moss.store.memories import Remembered
 from moss.store.schema import User
+from moss.tools import builtin
+from moss.tools.turn import ToolEngine
 
 WEB = Path(__file__).parent / "web"  # the chat page: static files, no build step
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
@@ -126,7 +128,8 @@ def create_app(engine: Engine, store: Store, auth: bool = False, limits: Limits 
         # The queue is fair across this key: the user, split further by OpenAI's `user` field
         # when an app sends its own end-users through one key.
         fairness = f"{who.user.name}/{body.user}" if body.user else who.user.name
-        await run_in_threadpool(exchange.start, engine, fairness, who.user.name)
+        answering = ToolEngine(engine, builtin.pick(body.builtin_tools)) if body.builtin_tools else engine
+        await run_in_threadpool(exchange.start, answering, fairness, who.user.name)
         if body.stream:
             return StreamingResponse(exchange.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -314,6 +317,10 @@ def _answered_calls(body: ChatRequest) -> None:
 
 def _unsupported(body: ChatRequest) -> None:
     """A 400 for what this server cannot do yet, instead of a plain-text answer the client did not ask for."""
+    if body.builtin_tools and (body.tools or body.n > 1 or
+                               (body.response_format or {}).get("type", "text") != "text"):
+        raise ApiError(400, "builtin_tools answer one choice in words: send them without tools, "
+                            "response_format or n > 1", param="builtin_tools")
     if body.logprobs:
         raise ApiError(400, "logprobs are not supported by this server yet", param="logprobs")
 

@@ -32,6 +32,7 @@ from moss.server.api_types import (
     PromptTokensDetails,
     ToolCall,
     ToolCallDelta,
+    ToolRun,
     Usage,
 )
 from moss.server.errors import ApiError, error_body
@@ -135,7 +136,8 @@ class Exchange:
             raise ApiError(404, str(exc), param="conversation_id", code="conversation_not_found")
         return MossInfo(conversation_id=recorded.conversation_id, message_ids=recorded.message_ids[-len(answers):],
                         memories=[MemoryUsed(id=m.id, question=m.question, answer=m.answer, scope=m.scope)
-                                  for m in self.memories])
+                                  for m in self.memories],
+                        tool_runs=[ToolRun(**r) for r in answers[0].tool_runs])
 
     def record_stopped(self) -> None:
         """Keep what a stopped answer had written (as ChatGPT does), once the engine has let go of

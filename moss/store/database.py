@@ -45,6 +45,7 @@ class Answer:
     latency_ms: int
     ttft_ms: int
     memory_ids: list[int] = field(default_factory=list)  # the memories its prompt held
+    tool_runs: list[dict] = field(default_factory=list)  # calls Moss's own tools ran: name, arguments, result, ok
 
     @classmethod
     def of(cls, result, sampling: dict[str, Any]) -> "Answer":
@@ -53,7 +54,8 @@ class Answer:
                    sampling={**sampling, "seed": result.seed}, prompt_tokens=result.prompt_tokens,
                    completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
                    finish_reason=result.finish_reason, latency_ms=int(result.total_seconds * 1000),
-                   ttft_ms=int(result.time_to_first_token * 1000), memory_ids=list(result.memories))
+                   ttft_ms=int(result.time_to_first_token * 1000), memory_ids=list(result.memories),
+                   tool_runs=list(result.tool_runs))
 
 
 @dataclass

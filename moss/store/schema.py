@@ -84,6 +84,7 @@ class Message(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     memory_ids: Mapped[list[Any] | None] = mapped_column()  # the memories its prompt held (learning/memory.py)
+    tool_runs: Mapped[list[Any] | None] = mapped_column()  # calls Moss's tools ran for it (tools/turn.py)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
     __table_args__ = (Index("ix_messages_user_path", "user_id", "path_hash"),

@@ -31,11 +31,26 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Moss's own tools, switched on per conversation (the choice is kept in this browser).
+const TOOLS = ["calculator", "solver"];
+const toolChoices = () => JSON.parse(localStorage.getItem("moss.tools") || "{}");
+const toolsOn = () => S.conv ? !!toolChoices()[S.conv.id] : S.toolsNext;
+
+function setTools(on, convId = S.conv?.id) {
+  if (!convId) { S.toolsNext = on; } else {
+    const choices = toolChoices();
+    if (on) choices[convId] = true; else delete choices[convId];
+    localStorage.setItem("moss.tools", JSON.stringify(choices));
+  }
+  $("#tools").setAttribute("aria-pressed", String(on));
+}
+
 // Streams a completion; calls onText with the text so far; resolves with the stored ids.
-async function streamCompletion(messages, onText, signal, model) {
+async function streamCompletion(messages, onText, signal, model, tools = false) {
   const headers = { "Content-Type": "application/json" };
-  const response = await fetch("/v1/chat/completions", { method: "POST", headers, signal,
-    body: JSON.stringify({ model: model || S.model, messages, stream: true, conversation_id: S.conv.id }) });
+  const body = { model: model || S.model, messages, stream: true, conversation_id: S.conv.id };
+  if (tools) body.builtin_tools = TOOLS;
+  const response = await fetch("/v1/chat/completions", { method: "POST", headers, signal, body: JSON.stringify(body) });
   if (response.status === 401) { showSignIn(); throw new Error(t("badKey")); }
   if (!response.ok) throw new Error((await response.json().catch(() => null))?.error?.message || `HTTP ${response.status}`);
   const reader = response.body.getReader();
@@ -182,6 +197,7 @@ function renderSidebar() {
 
 function renderThread() {
   const thread = $("#thread");
+  $("#tools").setAttribute("aria-pressed", String(!!toolsOn()));  // each conversation keeps its own choice
   const path = S.conv ? currentPath() : [];
   if (!path.length && !S.streaming) { thread.replaceChildren(el("div", { className: "empty", textContent: t("empty") })); return; }
   thread.replaceChildren(...path.filter((m) => m.role !== "system").map(renderMessage));
@@ -235,6 +251,7 @@ function renderMessage(m) {
     el("div", { className: "label", textContent: t("correctionSaved") }), markdown(fb.correction.content)));
   for (const f of standing) box.append(standingLine(f));
   if (m.memories?.length) box.append(usedMemories(m));
+  if (m.tool_runs?.length) box.append(toolRuns(m));
   const panel = { rating: ratingPanel, correction: correctionPanel, compare: comparePanel }[S.open[m.id]];
   if (panel) box.append(panel(m, fb));
   return box;
@@ -257,6 +274,14 @@ function standingLine(f) {
       `🧠 ${label}: ${t(`scopes.${f.memory.scope}`)}${f.memory.learned_in ? ` (${f.memory.learned_in})` : ""}`));
   }
   return line;
+}
+
+// The calls Moss's tools ran for an answer, folded: each with its arguments and result.
+function toolRuns(m) {
+  return el("details", { className: "tool-runs", dataset: { testid: "tool-runs" } },
+    el("summary", { textContent: `🧮 ${t("toolRuns")}: ${m.tool_runs.length}` }),
+    ...m.tool_runs.map((r) => el("div", { className: `tool-run${r.ok ? "" : " failed"}`, dataset: { testid: "tool-run" } },
+      el("code", { textContent: `${r.name}(${r.arguments})` }), el("span", { textContent: ` → ${r.result}` }))));
 }
 
 // The memories an answer's prompt held: a marker that opens them.
@@ -387,7 +412,10 @@ function alertError(error) {
 async function ask(messages) {
   if (S.streaming) return;
   try {
-    if (!S.conv) setConversation({ ...(await api("/v1/conversations", { method: "POST", body: "{}" })), messages: [] });
+    if (!S.conv) {
+      setConversation({ ...(await api("/v1/conversations", { method: "POST", body: "{}" })), messages: [] });
+      if (S.toolsNext) setTools(true);  // what was chosen before the conversation existed
+    }
   } catch (error) { alertError(error); return; }
   const convId = S.conv.id;
   const shown = [...messages.map((m, i) => ({ ...m, id: `pending-${i}` })), { role: "assistant", content: "", id: "pending-answer", pending: true }];
@@ -401,7 +429,7 @@ async function ask(messages) {
     const moss = await streamCompletion(messages, (text) => {
       const now = performance.now();
       if (now - last > 60) { last = now; live.querySelector(".bubble").replaceWith(markdown(text)); thread.scrollTop = thread.scrollHeight; }
-    }, ctrl.signal);
+    }, ctrl.signal, undefined, toolsOn());
     answerId = moss?.message_ids?.[0];
   } catch (error) {
     if (error.name !== "AbortError") alertError(error);
@@ -460,7 +488,7 @@ async function openConversation(id) {
 
 function newChat() {
   if (S.streaming) return;
-  S.conv = null; S.byId = {}; S.children = {}; S.chosen = {}; S.open = {};
+  S.conv = null; S.byId = {}; S.children = {}; S.chosen = {}; S.open = {}; S.toolsNext = false;
   renderThread(); renderSidebar();
   $("#sidebar").classList.remove("open");
   $("#input").focus();
@@ -599,6 +627,7 @@ $("#mine").onclick = () => openReview(false);
 $("#review-open").onclick = () => openReview(true);
 $("#review-state").onchange = () => { S.review.state = $("#review-state").value; loadReview(); };
 $("#review-close").onclick = () => $("#review").close();
+$("#tools").onclick = () => setTools(!toolsOn());
 $("#memories-open").onclick = () => openMemories();
 $("#memories-close").onclick = () => $("#memories").close();
 $("#memories-all").onchange = () => loadMemories();
