@@ -2,14 +2,14 @@
 solver, side by side with the same model without them, in one run. One comparison per line.
 
 1. The math suite (reasoning-gym: gsm_symbolic and basic_arithmetic in English, basic_arithmetic
-   in Chinese), tools off vs on, per language.
+   in Chinese), tools off vs on (--tools, default all three), per language.
 2. Call validity on those items: calls that parse, name a tool, and run without error.
 3. Plain chat that needs no tool (the knowledge suite's questions and everyday messages, English
    and Chinese): the share of answers that called a tool anyway.
 4. Speed, one client: time to first token and tokens/s with the tools declared vs not (the same
    prompts, alternating), and the end-to-end time of a calculator turn.
 
-    python bench/tools.py [--model default] [--n 10]"""
+    python bench/tools.py [--model default] [--n 10] [--tools calculator,solver,python]"""
 
 import argparse
 import statistics
@@ -77,8 +77,8 @@ def plain_chat(tooled, workers: int) -> None:
         print(f"  called on: {p[:70]!r}", flush=True)
 
 
-def speed(engine, rounds: int = 3) -> None:
-    functions = [t.function for t in pick(["calculator", "solver"])]
+def speed(engine, tools: list[str], rounds: int = 3) -> None:
+    functions = [t.function for t in pick(tools)]
     rules, triggers = toolcalls.grammar(functions, toolcalls.Choice("auto"))
     declared = Sampling(temperature=0, max_tokens=64, grammar=rules, grammar_triggers=triggers, special=True)
     ttft, tps = {"off": [], "on": []}, {"off": [], "on": []}
@@ -112,13 +112,15 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--n", type=int, default=10, help="items per dataset and language")
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--tools", default="calculator,solver,python", help="the tools that are on")
     args = parser.parse_args()
     engine = open_engine(args.model, parallel=args.parallel, max_queue=1000)
-    tooled = ToolEngine(engine, pick(["calculator", "solver"]))
+    tooled = ToolEngine(engine, pick(args.tools.split(",")))
+    print(f"tools on: {args.tools}", flush=True)
     try:
         math(engine, tooled, args.n, args.parallel)
         plain_chat(tooled, args.parallel)
-        speed(engine)
+        speed(engine, args.tools.split(","))
     finally:
         engine.close()
 

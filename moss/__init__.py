@@ -9,8 +9,9 @@ holds the code to this):
     inference   engines: the Engine protocol, llama.cpp with continuous batching, prompt
                 templates, the model registry, remote OpenAI-compatible models
     store       the database: conversations, feedback, users, model versions (SQLAlchemy)
-    tools       what Moss runs when a model calls it: calculator, equation solver; the tool turn
-    evals       bilingual evaluation suites, scorers, the pairwise judge, the code sandbox
+    tools       what Moss runs when a model calls it: calculator, equation solver, Python in the
+                sandbox (which also runs the code suite's answers); the tool turn
+    evals       bilingual evaluation suites, scorers, the pairwise judge
     learning    the trust policy and review, then the learning cycle: feedback -> data -> LoRA
                 -> verification -> promotion; what each version learned and unlearned
     server      the HTTP face: OpenAI-compatible API, access control, admin API, chat page

@@ -87,7 +87,7 @@ def checks() -> list[Check]:
     home = paths.home()
     free = shutil.disk_usage(home).free
     found.append(Check("disk", free > 2 << 30, f"{free / 2**30:.1f} GiB free in {home}"))
-    from moss.evals.sandbox import runner
+    from moss.tools.sandbox import runner
     found.append(Check("code sandbox", True, runner().describe()))
     found.append(smoke())
     return found

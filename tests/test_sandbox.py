@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from moss.evals import sandbox
-from moss.evals.sandbox import Limits, run_python
+from moss.tools import sandbox
+from moss.tools.sandbox import Limits, run_python
 
 
 def test_ordinary_code_runs_with_stdlib_stdin_and_its_own_files():

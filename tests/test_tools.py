@@ -282,3 +282,15 @@ def test_moss_ask_with_tools_and_a_bad_tool_name(tmp_path):
     assert bad.returncode == 1 and "--tools: no built-in tool rm" in bad.stderr and "Traceback" not in bad.stderr
     remote = run("--tools", "calculator", "--url", "http://127.0.0.1:9", "hi")
     assert remote.returncode == 1 and "leave out --url" in remote.stderr
+
+
+def test_python_runs_in_the_sandbox_and_its_errors_are_results():
+    done = builtin.run(toolcalls.ToolCall("call_1", "python", json.dumps({"code": "print(sum(range(101)))"})))
+    assert done.ok and done.result == "5050"
+    failed = builtin.run(toolcalls.ToolCall("call_2", "python", json.dumps({"code": "print(1/0)"})))
+    assert not failed.ok and "ZeroDivisionError" in failed.result
+    reach = "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=3)\nprint('reached')"
+    cut_off = builtin.run(toolcalls.ToolCall("call_3", "python", json.dumps({"code": reach})))
+    assert not cut_off.ok and "reached" not in cut_off.result  # no network in the sandbox
+    silent = builtin.run(toolcalls.ToolCall("call_4", "python", json.dumps({"code": "x = 6 * 7"})))
+    assert silent.ok and "printed nothing" in silent.result

@@ -3,8 +3,8 @@ Matching and refusal are moss.text, shared with learning."""
 
 import re
 
-from moss.evals.sandbox import Limits, run_python
 from moss.lang import detect
+from moss.tools.sandbox import Limits, run_python
 
 _FALSE = re.compile(r"\b(?:false|not true|incorrect|untrue|wrong|inaccurate)\b|错误|不正确|不对|假的|不是真的|错的|虚假",
                     re.IGNORECASE)

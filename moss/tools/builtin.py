@@ -1,7 +1,8 @@
-"""The tools Moss runs itself, each with the function a model sees (name, description, JSON
-schema of its arguments), and `run`, which runs a call in a worker process: sympy can take
-minutes on a hard integral, and a call that runs past its time limit has its worker killed and
-replaced, so a model's call can neither hang nor crash the server."""
+"""The tools Moss runs itself (calculator, solver, python), each with the function a model sees
+(name, description, JSON schema of its arguments), and `run`, which runs a call in a worker
+process (python's code further inside the sandbox): sympy can take minutes on a hard integral,
+and a call that runs past its time limit has its worker killed and replaced, so a model's call
+can neither hang nor crash the server."""
 
 import json
 import select
@@ -13,10 +14,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from moss.inference.toolcalls import Function, ToolCall
-from moss.tools import maths
+from moss.tools import maths, sandbox
 from moss.tools.expressions import MathError
 
 TIME_LIMIT = 10.0  # seconds a call may take
+
+
+class ToolError(ValueError):
+    """A call that could not be done; the message, which the model reads, says why."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,28 @@ SOLVER = Tool(Function(
         "required": ["operation", "expression"], "additionalProperties": False}),
     lambda a: maths.solve(**a))
 
-TOOLS = {t.function.name: t for t in (CALCULATOR, SOLVER)}
+
+def python(arguments: dict) -> str:
+    """Run the code in the sandbox (no network, no files of Moss's, limits): what it printed."""
+    done = sandbox.run_python(arguments["code"], limits=sandbox.Limits(seconds=TIME_LIMIT - 2, cpu_seconds=6,
+                                                                         memory_mb=512, output_bytes=8192))
+    if done.timed_out:
+        raise ToolError(f"the code ran over {TIME_LIMIT - 2:g} s and was stopped")
+    out = done.stdout.strip()[-2000:]
+    if not done.ok:
+        raise ToolError(f"the code failed: {(done.stderr.strip() or out)[-800:]}")
+    return out or "(the code printed nothing: print the result)"
+
+
+PYTHON = Tool(Function(
+    "python",
+    "Run Python 3 code (standard library only, no network, no files) and get what it prints: for "
+    "calculations with several steps, counting, dates, strings. Print the result. 运行 Python 代码并返回输出。",
+    {"type": "object", "properties": {"code": {"type": "string", "description": "a Python script that prints"}},
+     "required": ["code"], "additionalProperties": False}),
+    python)
+
+TOOLS = {t.function.name: t for t in (CALCULATOR, SOLVER, PYTHON)}
 
 
 def pick(names: list[str]) -> list[Tool]:
@@ -72,9 +98,9 @@ def run(call: ToolCall, time_limit: float = TIME_LIMIT) -> Run:
     try:
         arguments = json.loads(call.arguments or "{}")
         if call.name not in TOOLS:
-            raise MathError(f"there is no tool {call.name!r}")
+            raise ToolError(f"there is no tool {call.name!r}")
         result, ok = _WORKER.call(call.name, arguments, time_limit), True
-    except (MathError, ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:  # ToolError, MathError, bad JSON among them
         result, ok = f"error: {exc}", False
     except TimeoutError:
         result, ok = f"error: the calculation took over {time_limit:g} s and was stopped", False
@@ -88,8 +114,9 @@ def serve() -> None:
         name, arguments = json.loads(line)
         try:
             answer = ["ok", TOOLS[name].run(arguments)]
-        except Exception as exc:  # the tool's own message (MathError) or sympy's
-            answer = ["error", str(exc) if isinstance(exc, MathError) else f"{type(exc).__name__}: {exc}"]
+        except Exception as exc:  # the tool's own message (ToolError, MathError) or sympy's
+            told = isinstance(exc, (ToolError, MathError))
+            answer = ["error", str(exc) if told else f"{type(exc).__name__}: {exc}"]
         print(json.dumps(answer, ensure_ascii=False), flush=True)
 
 
@@ -117,7 +144,7 @@ class _Worker:
                 raise TimeoutError
             status, text = json.loads(self._process.stdout.readline())
         if status == "error":
-            raise MathError(text)
+            raise ToolError(text)
         return text
 
 
