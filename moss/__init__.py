@@ -3,9 +3,9 @@
 The house, from the ground up (a package imports only packages below it; tests/test_layers.py
 holds the code to this):
 
-    basics      paths, lang, progress, text, busy, safety: data directory, language, progress
-                bars, text matching, the CPU turn-taking between the server and learning, the
-                safety screen of what people teach
+    basics      paths, lang, progress, text, words, busy, safety: data directory, language,
+                progress bars, text matching, the words search matches on, the CPU turn-taking
+                between the server and learning, the safety screen of what people teach
     inference   engines: the Engine protocol, llama.cpp with continuous batching, prompt
                 templates, the model registry, remote OpenAI-compatible models
     store       the database: conversations, feedback, users, model versions (SQLAlchemy)

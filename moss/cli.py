@@ -431,6 +431,48 @@ def memories_forget(ids: Annotated[list[int], typer.Argument(help="Memory ids (m
                   + ("; the next moss learn unlearns it" if entry.learned_in else ""))
 
 
+kb = typer.Typer(help="The knowledge base the knowledge_search tool searches (--tools knowledge_search).",
+                 no_args_is_help=True)
+app.add_typer(kb, name="kb")
+
+
+@kb.command("add")
+def kb_add(files: Annotated[list[Path], typer.Argument(help="txt, md, html or pdf files (one added again replaces it).")]) -> None:
+    """Add documents: cut into passages and indexed for search, English and Chinese."""
+    from moss.tools.knowledge import KnowledgeBase, KnowledgeError
+    base = KnowledgeBase()
+    for path in files:
+        try:
+            err.print(f"{escape(path.name)}: {base.add(path)} passages")
+        except KnowledgeError as exc:
+            fail(str(exc))
+
+
+@kb.command("list")
+def kb_list() -> None:
+    """The documents in the knowledge base and their passage counts."""
+    from moss.tools.knowledge import KnowledgeBase
+    for source, count in sorted(KnowledgeBase().sources().items()):
+        print(f"{source}\t{count} passages")
+
+
+@kb.command("remove")
+def kb_remove(sources: Annotated[list[str], typer.Argument(help="Document names, as moss kb list shows them.")]) -> None:
+    from moss.tools.knowledge import KnowledgeBase
+    base = KnowledgeBase()
+    for source in sources:
+        if not base.remove(source):
+            fail(f"no document {source} (moss kb list)")
+        err.print(f"{escape(source)} removed")
+
+
+@kb.command("search")
+def kb_search(query: Annotated[str, typer.Argument(help="What to look for.")]) -> None:
+    """What the knowledge_search tool would give the model for QUERY."""
+    from moss.tools.knowledge import search_result
+    print(search_result(query))
+
+
 @feedback.command("check")
 def feedback_check(model: Model = None, threads: Threads = None,
                    agree: Annotated[int, typer.Option(help="People who must give the same correction when none is trusted.")] = DEFAULTS.agree,

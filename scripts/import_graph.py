@@ -13,7 +13,8 @@ from pathlib import Path
 
 # Lowest first: a module may import its own layer and those below, never one above.
 LAYERS = [
-    ("basics", ["moss", "moss.paths", "moss.lang", "moss.progress", "moss.text", "moss.busy", "moss.safety"]),
+    ("basics", ["moss", "moss.paths", "moss.lang", "moss.progress", "moss.text", "moss.words", "moss.busy",
+                "moss.safety"]),
     ("inference", ["moss.inference"]),
     ("store", ["moss.store"]),
     ("tools", ["moss.tools"]),

@@ -19,7 +19,7 @@ from moss.inference import toolcalls
 from moss.inference.engine import Sampling
 from moss.store import Store
 from moss.store.schema import Message
-from moss.tools import builtin, maths
+from moss.tools import builtin, knowledge, maths
 from moss.tools.expressions import MathError
 from moss.tools.turn import ToolEngine
 
@@ -294,3 +294,59 @@ def test_python_runs_in_the_sandbox_and_its_errors_are_results():
     assert not cut_off.ok and "reached" not in cut_off.result  # no network in the sandbox
     silent = builtin.run(toolcalls.ToolCall("call_4", "python", json.dumps({"code": "x = 6 * 7"})))
     assert silent.ok and "printed nothing" in silent.result
+
+
+def _pdf(path, text: str) -> None:
+    """A one-page PDF that says `text` (ASCII), written by hand: no PDF writer installs here."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(out)
+
+
+def test_the_knowledge_base_reads_documents_finds_passages_and_numbers_them(tmp_path):
+    (tmp_path / "lighthouse.md").write_text("# The Quillmere Lighthouse\n\nIt was built in 1871 by the engineer "
+                                            "Edda Thornvik.\n\nIts lamp is seen 22 nautical miles away.", encoding="utf-8")
+    (tmp_path / "tea.html").write_text("<html><head><title>云岭茶园</title><script>var secret = 1;</script></head><body>"
+                                       "<p>云岭茶园位于青川县，始建于一九五六年。</p></body></html>", encoding="utf-8")
+    _pdf(tmp_path / "harbour.pdf", "The Brightwater harbour was dredged in 1932.")
+    (tmp_path / "notes.docx").write_bytes(b"PK")
+    base = knowledge.KnowledgeBase(tmp_path / "kb")
+    assert [base.add(tmp_path / name) for name in ("lighthouse.md", "tea.html", "harbour.pdf")] == [1, 1, 1]
+    assert base.sources() == {"lighthouse.md": 1, "tea.html": 1, "harbour.pdf": 1}
+    assert base.search("Who built the Quillmere Lighthouse?")[0].title == "The Quillmere Lighthouse"
+    tea = base.search("云岭茶园是哪一年建的？")[0]
+    assert tea.title == "云岭茶园" and "青川县" in tea.text and "secret" not in tea.text
+    assert "1932" in base.search("When was Brightwater harbour dredged?")[0].text
+    assert base.search("What is the capital of France?") == []
+    with pytest.raises(knowledge.KnowledgeError, match="only"):
+        base.add(tmp_path / "notes.docx")
+    assert base.remove("tea.html") == 1 and "tea.html" not in knowledge.KnowledgeBase(tmp_path / "kb").sources()
+    long = " ".join(f"Sentence {i} is about the harbour." for i in range(200))
+    assert all(len(p) <= knowledge.PASSAGE_CHARS for p in knowledge.cut(long)) and len(knowledge.cut(long)) > 5
+
+
+def test_moss_kb_and_the_search_tool_cite_passages(moss_home, tmp_path):
+    (tmp_path / "lighthouse.md").write_text("# The Quillmere Lighthouse\n\nIt was built in 1871 by the engineer "
+                                            "Edda Thornvik.", encoding="utf-8")
+    moss = lambda *args: subprocess.run([sys.executable, "-m", "moss", "kb", *args], capture_output=True,  # noqa: E731
+                                        text=True, timeout=120)
+    added = moss("add", str(tmp_path / "lighthouse.md"))
+    assert added.returncode == 0 and "1 passages" in added.stderr
+    assert "lighthouse.md\t1 passages" in moss("list").stdout
+    found = builtin.run(toolcalls.ToolCall("call_1", "knowledge_search", '{"query": "Who built the Quillmere Lighthouse?"}'))
+    assert found.ok and found.result.startswith("[1] The Quillmere Lighthouse (lighthouse.md, passage 1)")
+    assert "Edda Thornvik" in found.result and "[1]" in found.result
+    bad = moss("add", str(tmp_path / "missing.txt"))
+    assert bad.returncode == 1 and "missing.txt" in bad.stderr and "Traceback" not in bad.stderr
+    assert moss("remove", "lighthouse.md").returncode == 0 and moss("list").stdout == ""

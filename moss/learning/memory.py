@@ -13,9 +13,7 @@ about the Veltrane Observatory holds its rare name and finds what was taught abo
 "Who founded Microsoft?" shares only the common "founded" and does not. COVER is measured
 (bench/memory.py), not guessed."""
 
-import functools
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -24,18 +22,11 @@ from moss.inference.prompts import Message, extend_system
 from moss.lang import detect
 from moss.store import Store
 from moss.store.memories import Remembered
+from moss.words import weights, words
 
 COVER = 0.5  # share of a memory's question weight the message must hold (bench/memory.py)
 LIMIT = 5  # memories put into one prompt, the best first: several about one subject tie on its name
 CHECK_EVERY = 1.0  # seconds between looks at the store for changes made by other processes
-
-# Words that say what is asked, not about what: they match every question of the same kind.
-STOP = set("""a an and are as at be but by for if in into is it its no not of on or such that the their then there
-these they this to was will with who whom whose what which when where why how do does did can could would should
-tell me please i you your my we our us about was were has have had is's one name named called""".split()) | set(
-    "的 了 是 吗 呢 吧 啊 呀 谁 什么 哪 哪里 哪儿 哪个 哪位 哪一年 怎么 怎样 如何 为什么 多少 几 在 和 与 有 我 你 他 她 它 "
-    "这 那 个 请 告诉 一下 叫 名字 是否 一个 位 年".split())
-_WORD = re.compile(r"\w+")
 
 SCOPES = ("you", "everyone", "learned", "gone")  # whom a memory reaches (see the module's purpose)
 
@@ -49,35 +40,6 @@ def scope(r: Remembered, lineage: set[str]) -> str:
     if r.state in ("accepted", "parked", "learned"):
         return "everyone"
     return "you"  # pending, held: its author's until the policy or an admin accepts it
-
-
-def words(text: str) -> list[str]:
-    """The words retrieval matches on: lower-cased, English ones stemmed, without punctuation and
-    question words."""
-    return [_stem(w) for w in _cut(text)]
-
-
-def weights(text: str) -> dict[str, float]:
-    """Each of a text's words with its weight: 8 less its Zipf frequency (the log10 of its count
-    per billion words), so "the" weighs ~0.3, "founded" 3.5, a made-up name 8."""
-    from wordfreq import zipf_frequency
-    return {_stem(w): max(0.5, 8.0 - zipf_frequency(w, "en" if w.isascii() else "zh")) for w in _cut(text)}
-
-
-def _cut(text: str) -> list[str]:
-    import jieba
-    jieba.setLogLevel(logging.WARNING)  # its dictionary loads on first use, with a banner otherwise
-    return [w for w in jieba.lcut_for_search(text.lower()) if _WORD.fullmatch(w) and w not in STOP]
-
-
-def _stem(word: str) -> str:
-    return _stemmer().stemWord(word) if word.isascii() else word
-
-
-@functools.cache
-def _stemmer():
-    import snowballstemmer
-    return snowballstemmer.stemmer("english")
 
 
 @dataclass

@@ -86,7 +86,7 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(None, max_length=64,
                                         description="Moss: continue this stored conversation")
     memories: bool = Field(True, description="Moss: use what people taught (memories not yet learned)")
-    builtin_tools: list[Literal["calculator", "solver", "python"]] = Field(
+    builtin_tools: list[Literal["calculator", "solver", "python", "knowledge_search"]] = Field(
         [], max_length=8, description="Moss: tools Moss runs itself while answering, e.g. [\"calculator\", \"solver\"]")
     # Named so that a request that needs them is refused with a clear 400 (app._unsupported), not
     # answered as if they had not been sent: an agent given plain text fails in confusing ways.

@@ -1,4 +1,4 @@
-"""The tools Moss runs itself (calculator, solver, python), each with the function a model sees
+"""The tools Moss runs itself (calculator, solver, python, knowledge_search), each with the function a model sees
 (name, description, JSON schema of its arguments), and `run`, which runs a call in a worker
 process (python's code further inside the sandbox): sympy can take minutes on a hard integral,
 and a call that runs past its time limit has its worker killed and replaced, so a model's call
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from moss.inference.toolcalls import Function, ToolCall
-from moss.tools import maths, sandbox
+from moss.tools import knowledge, maths, sandbox
 from moss.tools.expressions import MathError
 
 TIME_LIMIT = 10.0  # seconds a call may take
@@ -81,7 +81,15 @@ PYTHON = Tool(Function(
      "required": ["code"], "additionalProperties": False}),
     python)
 
-TOOLS = {t.function.name: t for t in (CALCULATOR, SOLVER, PYTHON)}
+KNOWLEDGE = Tool(Function(
+    "knowledge_search",
+    "Search the knowledge base (documents added to this Moss) for passages about the question; "
+    "answer from them and cite them as [1], [2]. 搜索知识库并引用 [1]、[2]。",
+    {"type": "object", "properties": {"query": {"type": "string", "description": "what to look for"}},
+     "required": ["query"], "additionalProperties": False}),
+    lambda a: knowledge.search_result(a["query"]))
+
+TOOLS = {t.function.name: t for t in (CALCULATOR, SOLVER, PYTHON, KNOWLEDGE)}
 
 
 def pick(names: list[str]) -> list[Tool]:
@@ -114,8 +122,8 @@ def serve() -> None:
         name, arguments = json.loads(line)
         try:
             answer = ["ok", TOOLS[name].run(arguments)]
-        except Exception as exc:  # the tool's own message (ToolError, MathError) or sympy's
-            told = isinstance(exc, (ToolError, MathError))
+        except Exception as exc:  # the tool's own message (ToolError, MathError...) or sympy's
+            told = isinstance(exc, (ToolError, MathError, knowledge.KnowledgeError))
             answer = ["error", str(exc) if told else f"{type(exc).__name__}: {exc}"]
         print(json.dumps(answer, ensure_ascii=False), flush=True)
 

@@ -32,7 +32,7 @@ async function api(path, options = {}) {
 }
 
 // Moss's own tools, switched on per conversation (the choice is kept in this browser).
-const TOOLS = ["calculator", "solver", "python"];
+const TOOLS = ["calculator", "solver", "python", "knowledge_search"];
 const toolChoices = () => JSON.parse(localStorage.getItem("moss.tools") || "{}");
 const toolsOn = () => S.conv ? !!toolChoices()[S.conv.id] : S.toolsNext;
 
