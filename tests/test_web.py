@@ -213,7 +213,7 @@ def test_tools_are_switched_per_conversation_and_their_calls_unfold(page, server
     page.click("[data-testid=tools-toggle]")
     assert page.get_attribute("[data-testid=tools-toggle]", "aria-pressed") == "true"
     ask(page, "What is 6 * 7?")
-    assert sent[-1]["builtin_tools"] == ["calculator", "solver", "python", "knowledge_search"]
+    assert sent[-1]["builtin_tools"] == ["calculator", "solver", "knowledge_search"]
     runs = conversation(server, page)["messages"][-1]["tool_runs"] or []
     assert last_answer(page).locator("[data-testid=tool-run]").count() == len(runs)  # what the small model called
     page.click("[data-testid=new-chat]")

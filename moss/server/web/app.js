@@ -31,8 +31,9 @@ async function api(path, options = {}) {
   return body;
 }
 
-// Moss's own tools, switched on per conversation (the choice is kept in this browser).
-const TOOLS = ["calculator", "solver", "python", "knowledge_search"];
+// Moss's own tools, switched on per conversation (the choice is kept in this browser). Not python:
+// offered beside the calculator it made the default model worse at maths (bench/tools.py).
+const TOOLS = ["calculator", "solver", "knowledge_search"];
 const toolChoices = () => JSON.parse(localStorage.getItem("moss.tools") || "{}");
 const toolsOn = () => S.conv ? !!toolChoices()[S.conv.id] : S.toolsNext;
 
