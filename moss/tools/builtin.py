@@ -39,12 +39,17 @@ class Run:
     seconds: float
 
 
+def _one_string(name: str, description: str) -> dict:
+    """The arguments schema of a tool that takes one string."""
+    return {"type": "object", "properties": {name: {"type": "string", "description": description}},
+            "required": [name], "additionalProperties": False}
+
+
 CALCULATOR = Tool(Function(
     "calculator",
     "Exact arithmetic: + - * / ^ %, sqrt, log, sin, factorial..., and unit conversion "
     "('3.5 km to mi', '100 km/h to m/s'). Use it for every calculation. 精确计算与单位换算。",
-    {"type": "object", "properties": {"expression": {"type": "string", "description": "e.g. 17*23 or 2^10/3"}},
-     "required": ["expression"], "additionalProperties": False}),
+    _one_string("expression", "e.g. 17*23 or 2^10/3")),
     lambda a: maths.calculate(a["expression"]))
 
 SOLVER = Tool(Function(
@@ -77,16 +82,14 @@ PYTHON = Tool(Function(
     "python",
     "Run Python 3 code (standard library only, no network, no files) and get what it prints: for "
     "calculations with several steps, counting, dates, strings. Print the result. 运行 Python 代码并返回输出。",
-    {"type": "object", "properties": {"code": {"type": "string", "description": "a Python script that prints"}},
-     "required": ["code"], "additionalProperties": False}),
+    _one_string("code", "a Python script that prints")),
     python)
 
 KNOWLEDGE = Tool(Function(
     "knowledge_search",
     "Search the knowledge base (documents added to this Moss) for passages about the question; "
     "answer from them and cite them as [1], [2]. 搜索知识库并引用 [1]、[2]。",
-    {"type": "object", "properties": {"query": {"type": "string", "description": "what to look for"}},
-     "required": ["query"], "additionalProperties": False}),
+    _one_string("query", "what to look for")),
     lambda a: knowledge.search_result(a["query"]))
 
 TOOLS = {t.function.name: t for t in (CALCULATOR, SOLVER, PYTHON, KNOWLEDGE)}

@@ -63,8 +63,9 @@ class KnowledgeBase:
         return len(found)
 
     def remove(self, source: str) -> int:
-        kept = [p for p in self.passages() if p.source != source]
-        removed = len(self.passages()) - len(kept)
+        passages = self.passages()
+        kept = [p for p in passages if p.source != source]
+        removed = len(passages) - len(kept)
         if removed:
             self._write(kept)
         return removed

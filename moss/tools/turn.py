@@ -37,6 +37,9 @@ class ToolEngine:
 
     def __init__(self, engine: Engine, tools: list[Tool]):
         self.engine, self.tools = engine, tools
+        self.functions = [t.function for t in tools]
+        # the calls' grammar depends only on the tools: built once, not per request and round
+        self.grammar, self.triggers = toolcalls.grammar(self.functions, toolcalls.Choice("auto"))
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -62,10 +65,8 @@ class ToolEngine:
         """One generation: tools offered, or (`runs` given) the last, in words, from their results."""
         if runs is not None:
             return self.engine.generate(extend_system(messages, _results(runs)), sampling, system, user, owner)
-        functions = [t.function for t in self.tools]
-        rules, triggers = toolcalls.grammar(functions, toolcalls.Choice("auto"))
-        sampling = replace(sampling, grammar=rules, grammar_triggers=triggers, special=True)
-        return self.engine.generate(toolcalls.prompt(messages, functions), sampling, system, user, owner)
+        sampling = replace(sampling, grammar=self.grammar, grammar_triggers=self.triggers, special=True)
+        return self.engine.generate(toolcalls.prompt(messages, self.functions), sampling, system, user, owner)
 
     def _drive(self, turn: ToolGeneration, generation: Generation, messages: list[Message], sampling: Sampling,
                system, user, owner) -> None:
